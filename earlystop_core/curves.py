@@ -1,0 +1,96 @@
+"""Recorded learning curves: read the long CSV format (``run,epoch,<metrics...>``).
+
+This is the format of the project's curve banks; the replay tool builds on it.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+Curve = dict[str, list[float]]
+
+
+def sample_curves_path() -> Path:
+    """The bundled sample: 120 real runs from the dev bank (12 per problem).
+
+    Example:
+        >>> sample_curves_path().name
+        'sample_curves.csv.gz'
+    """
+    return Path(str(resources.files("earlystop_core.data") / "sample_curves.csv.gz"))
+
+
+def load_curves(path: str | Path) -> dict[str, Curve]:
+    """Read a long CSV (optionally gzipped) into ``{run: {metric: values by epoch}}``.
+
+    Epochs of each run must be 0, 1, 2, ... in order; empty cells and ``nan``
+    are read as NaN. Errors name the file, line and column.
+
+    Example:
+        >>> curves = load_curves(sample_curves_path())
+        >>> len(curves), sorted(curves["0"])[:3]
+        (120, ['accuracy', 'loss', 'test_accuracy'])
+    """
+    path = Path(path)
+    runs: dict[str, Curve] = {}
+    with _open_text(path) as stream:
+        reader = csv.reader(stream)
+        header = next(reader, None)
+        if header is None or header[:2] != ["run", "epoch"] or len(header) < 3:
+            raise ValueError(f"{path}:1: expected a header 'run,epoch,<metric>,...', got {header!r}")
+        metrics = header[2:]
+        for row in reader:
+            line = reader.line_num
+            if len(row) != len(header):
+                raise ValueError(f"{path}:{line}: expected {len(header)} columns, got {len(row)}")
+            run, epoch = row[0], _parse_epoch(path, line, row[1])
+            curve = runs.setdefault(run, {name: [] for name in metrics})
+            expected = len(curve[metrics[0]])
+            if epoch != expected:
+                raise ValueError(f"{path}:{line}:2: run {run!r} jumps to epoch {epoch}, expected epoch {expected}")
+            for column, (name, cell) in enumerate(zip(metrics, row[2:], strict=True), start=3):
+                curve[name].append(_parse_value(path, line, column, cell))
+    return runs
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _parse_epoch(path: Path, line: int, cell: str) -> int:
+    try:
+        epoch = int(cell)
+    except ValueError:
+        raise ValueError(f"{path}:{line}:2: epoch must be an integer, got {cell!r}") from None
+    if epoch < 0:
+        raise ValueError(f"{path}:{line}:2: epoch must be >= 0, got {epoch}")
+    return epoch
+
+
+def _parse_value(path: Path, line: int, column: int, cell: str) -> float:
+    if cell == "":
+        return math.nan
+    try:
+        return float(cell)
+    except ValueError:
+        raise ValueError(f"{path}:{line}:{column}: expected a number, got {cell!r}") from None
+
+
+def epochs(curve: Curve) -> Iterator[dict[str, float]]:
+    """The curve as one logs dict per epoch, as a training loop would log them.
+
+    Example:
+        >>> next(epochs({"val_loss": [0.5, 0.4], "loss": [0.9, 0.8]}))
+        {'val_loss': 0.5, 'loss': 0.9}
+    """
+    names = list(curve)
+    for values in zip(*(curve[name] for name in names), strict=True):
+        yield dict(zip(names, values, strict=True))

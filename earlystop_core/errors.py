@@ -1,0 +1,39 @@
+"""Errors with messages that name the problem and the fix."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class MissingMetricError(KeyError):
+    """The monitored metric is not in the logs of this epoch.
+
+    A ``KeyError`` subclass, so ``except KeyError`` keeps working; its message
+    lists the keys that were logged and the closest one to what was asked.
+
+    Example:
+        >>> raise MissingMetricError("val_los", ["loss", "val_loss"])
+        Traceback (most recent call last):
+        ...
+        earlystop_core.errors.MissingMetricError: metric 'val_los' is not in the logs; ... Did you mean 'val_loss'? ...
+    """
+
+    def __init__(self, key: str, available: Iterable[object]) -> None:
+        self.key = key
+        self.available = [str(k) for k in available]
+        logged = ", ".join(repr(k) for k in self.available) or "nothing"
+        close = difflib.get_close_matches(key, self.available, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        self.message = (
+            f"metric {key!r} is not in the logs; logged: {logged}.{hint} "
+            "Pass on_missing='skip' if it is logged only on some epochs."
+        )
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return self.message
+
+
+class StateError(ValueError):
+    """A saved monitor state cannot be loaded into this monitor."""
