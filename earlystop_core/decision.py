@@ -74,6 +74,13 @@ class Decision(NamedTuple):
     def __str__(self) -> str:
         return self.message
 
+    def __bool__(self) -> bool:
+        # A tuple is always true: `if monitor.update(logs): break` would stop at once.
+        raise TypeError(
+            "a Decision has no truth value; test decision.should_stop (stop training), "
+            "decision.improved (snapshot the weights) or decision.restore (load the best weights)"
+        )
+
 
 _THRESHOLDS = {
     StopReason.STOPPING_THRESHOLD: ("stopping_threshold", "goal reached, stopping"),

@@ -127,3 +127,9 @@ def test_finish_restores_once() -> None:
         decision = monitor.update({"val_loss": value})
     assert decision.should_stop and decision.restore
     assert not monitor.finish().restore
+
+
+def test_a_decision_is_not_a_boolean() -> None:
+    decision = Monitor().update({"val_loss": 1.0})
+    with pytest.raises(TypeError, match=r"decision\.should_stop"):
+        bool(decision)
