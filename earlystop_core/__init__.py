@@ -15,12 +15,14 @@ from earlystop_core.decision import Decision, StopReason
 from earlystop_core.errors import MissingMetricError, StateError
 from earlystop_core.modes import infer_mode
 from earlystop_core.monitor import Monitor
+from earlystop_core.plateau import ReduceLROnPlateau
 
 __all__ = [
     "Decision",
     "MissingMetricError",
     "Monitor",
     "MonitorConfig",
+    "ReduceLROnPlateau",
     "StateError",
     "StopReason",
     "infer_mode",

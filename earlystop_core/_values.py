@@ -44,7 +44,7 @@ def coerce_metric(key: str, value: Any) -> float:
         value = value.reshape(())
     try:
         return float(value)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:
         raise TypeError(
             f"metric {key!r} must be a number, got {type(value).__name__} ({value!r}); "
             "log a float, a numpy scalar or a 0-d tensor"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from earlystop_core._validate import check_bool, check_choice, check_int, check_real
 from earlystop_core.modes import Mode, resolve_mode
+from earlystop_core.rules import Rule
 
 ON_MISSING = ("raise", "skip")
+MIN_DELTA_MODES = ("abs", "rel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,16 +19,18 @@ class MonitorConfig:
     """The settings of a :class:`~earlystop_core.Monitor`, as validated.
 
     ``mode`` is resolved (never ``"auto"``) and ``min_delta`` is stored as its
-    absolute value, which is all that Keras's rule uses.
+    absolute value, which is all that Keras's rule uses. For a weighted
+    ``monitor``, ``mode`` is the direction of the combined score and
+    ``metric_modes`` those of its metrics.
 
     Example:
         >>> MonitorConfig.build(monitor="val_accuracy", min_delta=-0.01).mode
         'max'
     """
 
-    monitor: str = "val_loss"
+    monitor: str | dict[str, float] = "val_loss"
     mode: Mode = "min"
-    patience: int = 0
+    patience: int | str = 0
     min_delta: float = 0.0
     baseline: float | None = None
     start_from_epoch: int = 0
@@ -34,13 +39,21 @@ class MonitorConfig:
     divergence_threshold: float | None = None
     check_finite: bool = True
     on_missing: str = "raise"
+    min_delta_mode: str = "abs"
+    best_from_epoch: int = 0
+    smoothing: float = 0.0
+    normalize: str | None = None
+    metric_modes: dict[str, Mode] | None = None
+    rule: Rule | None = None
+    max_epochs: int | None = None
+    n_samples: int | None = None
 
     @classmethod
     def build(
         cls,
-        monitor: str = "val_loss",
-        mode: str = "auto",
-        patience: int = 0,
+        monitor: str | Mapping[str, float] = "val_loss",
+        mode: str | Mapping[str, str] = "auto",
+        patience: int | str = 0,
         min_delta: float = 0.0,
         baseline: float | None = None,
         start_from_epoch: int = 0,
@@ -49,17 +62,37 @@ class MonitorConfig:
         divergence_threshold: float | None = None,
         check_finite: bool = True,
         on_missing: str = "raise",
+        *,
+        min_delta_mode: str = "abs",
+        best_from_epoch: int = 0,
+        smoothing: float = 0.0,
+        normalize: str | None = None,
+        rule: Rule | None = None,
+        max_epochs: int | None = None,
+        n_samples: int | None = None,
     ) -> MonitorConfig:
         """Validate every argument, with a message naming the argument and the fix."""
-        if not isinstance(monitor, str) or not monitor:
-            raise TypeError(f"'monitor' must be a non-empty metric name, got {monitor!r}")
-        resolved = resolve_mode(mode, monitor)
+        from earlystop_core.signals import WeightedScore  # signals import this module's neighbours
+
+        metric_modes: dict[str, Mode] | None = None
+        if isinstance(monitor, Mapping):
+            score = WeightedScore(monitor, mode, normalize)
+            name: str | dict[str, float] = dict(score.weights)
+            resolved, metric_modes = score.mode, score.modes
+        elif isinstance(monitor, str) and monitor:
+            if normalize is not None:
+                raise ValueError("normalize applies to a weighted monitor (a dict of metric: weight); drop it here")
+            if not isinstance(mode, str):
+                raise TypeError(f"mode must be one of 'auto', 'min', 'max' for a single metric, got {mode!r}")
+            name, resolved = monitor, resolve_mode(mode, monitor)
+        else:
+            raise TypeError(f"'monitor' must be a metric name or a dict of metric: weight, got {monitor!r}")
         delta = check_real("min_delta", min_delta)
         assert delta is not None
         config = cls(
-            monitor=monitor,
+            monitor=name,
             mode=resolved,
-            patience=check_int("patience", patience),
+            patience=_check_patience(patience, rule, max_epochs),
             min_delta=abs(delta),
             baseline=check_real("baseline", baseline, optional=True),
             start_from_epoch=check_int("start_from_epoch", start_from_epoch),
@@ -68,9 +101,30 @@ class MonitorConfig:
             divergence_threshold=check_real("divergence_threshold", divergence_threshold, optional=True),
             check_finite=check_bool("check_finite", check_finite),
             on_missing=check_choice("on_missing", on_missing, ON_MISSING),
+            min_delta_mode=check_choice("min_delta_mode", min_delta_mode, MIN_DELTA_MODES),
+            best_from_epoch=check_int("best_from_epoch", best_from_epoch),
+            smoothing=_check_smoothing(smoothing),
+            normalize=normalize,
+            metric_modes=metric_modes,
+            rule=rule,
+            max_epochs=None if max_epochs is None else check_int("max_epochs", max_epochs, minimum=1),
+            n_samples=None if n_samples is None else check_int("n_samples", n_samples, minimum=1),
         )
         config._check_thresholds()
         return config
+
+    @property
+    def name(self) -> str:
+        """The monitored quantity, for messages: a metric name or the weighted sum."""
+        if isinstance(self.monitor, str):
+            return self.monitor
+        modes = self.metric_modes or {}
+        terms = [
+            ("+" if modes.get(metric, self.mode) == self.mode else "-", f"{weight:g}*{metric}")
+            for metric, weight in self.monitor.items()
+        ]
+        text = " ".join(f"{sign} {term}" for sign, term in terms)
+        return text[2:] if text.startswith("+ ") else text
 
     def _check_thresholds(self) -> None:
         goal, limit = self.stopping_threshold, self.divergence_threshold
@@ -86,4 +140,33 @@ class MonitorConfig:
 
     def to_json(self) -> dict[str, Any]:
         """The configuration as a JSON-ready dict."""
-        return dataclasses.asdict(self)
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        fields["rule"] = None if self.rule is None else self.rule.spec()
+        return fields
+
+
+def _check_patience(patience: Any, rule: Rule | None, max_epochs: int | None) -> int | str:
+    if patience == "auto" and isinstance(patience, str):
+        if rule is not None:
+            raise ValueError("patience='auto' and rule= both decide when to stop; pass one of them")
+        if max_epochs is None:
+            raise ValueError("patience='auto' needs max_epochs= (the planned number of epochs) to size the patience")
+        return "auto"
+    value = check_int("patience", patience)
+    if rule is not None:
+        if not isinstance(rule, Rule):
+            raise TypeError(f"'rule' must be a Rule (e.g. Patience(10) | GL(5)), got {type(rule).__name__}")
+        if value != 0:
+            raise ValueError(
+                f"patience={value} and rule= both decide when to stop; put the patience in the rule, "
+                f"e.g. rule=Patience({value}) | {rule!r}"
+            )
+    return value
+
+
+def _check_smoothing(smoothing: Any) -> float:
+    value = check_real("smoothing", smoothing)
+    assert value is not None
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"'smoothing' must be in [0, 1), got {smoothing!r}")
+    return value

@@ -13,8 +13,8 @@ from typing import NamedTuple
 class StopReason(enum.Enum):
     """Why training was (or was not) told to stop.
 
-    The values are Lightning's ``EarlyStoppingReason`` strings, so logs and
-    dashboards that read one can read the other.
+    The first five values are Lightning's ``EarlyStoppingReason`` strings, so
+    logs and dashboards that read one can read the other.
     """
 
     NOT_STOPPED = "not_stopped"
@@ -22,6 +22,8 @@ class StopReason(enum.Enum):
     STOPPING_THRESHOLD = "stopping_threshold"
     DIVERGENCE_THRESHOLD = "divergence_threshold"
     NON_FINITE_METRIC = "non_finite_metric"
+    #: A stopping rule other than patience (Prechelt's GL/PQ/UP, a trend test...).
+    CRITERION_MET = "criterion_met"
 
 
 class Decision(NamedTuple):
@@ -40,6 +42,9 @@ class Decision(NamedTuple):
         monitor: The name of the monitored metric.
         limit: The patience or threshold that ended training, when it did.
         final: This is the decision of ``Monitor.finish``, at the end of training.
+        detail: What the stopping rule that fired says about it, when a rule stopped training.
+        lr: The learning rate to use from the next epoch on, when the monitor
+            coordinates a learning-rate schedule (None otherwise).
 
     Example:
         >>> from earlystop_core import Monitor
@@ -65,6 +70,8 @@ class Decision(NamedTuple):
     monitor: str
     limit: float | None = None
     final: bool = False
+    detail: str | None = None
+    lr: float | None = None
 
     @property
     def message(self) -> str:
@@ -98,6 +105,8 @@ def _explain(d: Decision) -> str:
         setting, outcome = _THRESHOLDS[d.reason]
         side = "<" if d.value is not None and d.limit is not None and d.value < d.limit else ">"
         return f"{head}{d.monitor}={d.value:.6g} {side} {setting} {d.limit:g}; {outcome} ({best}){restore}"
+    if d.detail is not None:
+        return f"{head}{d.monitor} stops: {d.detail}; {best}{restore}"
     if d.reason is StopReason.PATIENCE_EXHAUSTED:
         return f"{head}{d.monitor} did not improve for {d.wait} epoch(s) (patience {d.limit:g}); {best}{restore}"
     if d.final:

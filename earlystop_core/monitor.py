@@ -5,10 +5,16 @@ guards (non-finite values, stopping and divergence thresholds) are Lightning's,
 checked in Lightning's order. Values are compared as the peers compare them,
 in float32 (see ``_float32``). Internally every value is multiplied by a sign
 (+1 to minimise, -1 to maximise) so there is one code path: lower is better.
+
+Two bests are kept apart only when smoothing: the *tracked* best (of the
+smoothed value) drives patience and the rules, while the *kept* best (of the
+raw value) is the epoch whose weights are snapshotted and restored — measured
+on the dev curves, restoring the best smoothed epoch nearly doubles regret.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar, overload
 
@@ -17,6 +23,8 @@ from earlystop_core._values import coerce_metric
 from earlystop_core.config import MonitorConfig
 from earlystop_core.decision import Decision, StopReason
 from earlystop_core.errors import MissingMetricError
+from earlystop_core.rules import Rule
+from earlystop_core.signals import WeightedScore
 from earlystop_core.state import MonitorState, dump_state, load_state
 
 T = TypeVar("T")
@@ -59,10 +67,15 @@ class Monitor:
     stop at the epoch Lightning's ``EarlyStopping`` stops.
 
     Args:
-        monitor: Name of the metric to watch in each epoch's logs.
-        mode: ``"min"``, ``"max"``, or ``"auto"`` to infer it from the name.
+        monitor: Name of the metric to watch in each epoch's logs, or a dict
+            ``{metric: weight}`` to watch a weighted score (see
+            :class:`~earlystop_core.signals.WeightedScore`).
+        mode: ``"min"``, ``"max"``, or ``"auto"`` to infer it from the name
+            (for a weighted score, also a dict of per-metric modes).
         patience: Epochs without improvement before stopping (0 acts as 1,
-            as in Keras).
+            as in Keras), or ``"auto"`` to size it from ``max_epochs`` and
+            ``n_samples`` and the noise of the first epochs
+            (:func:`~earlystop_core.suggest_patience`).
         min_delta: Smallest change that counts as an improvement (its sign is
             ignored, as in Keras).
         baseline: A value to beat: until it is beaten, improvements do not
@@ -78,6 +91,20 @@ class Monitor:
         on_missing: ``"raise"`` (a :class:`MissingMetricError`) or ``"skip"``
             when the metric is absent from the logs; a skipped epoch still
             advances the epoch counter.
+        min_delta_mode: ``"abs"`` (Keras) or ``"rel"``: improve by more than
+            ``min_delta * abs(best)`` — right for negative metrics too.
+        best_from_epoch: Epochs before this one are seen (smoothing and rules
+            remember them, guards apply) but cannot become the best; unlike
+            ``start_from_epoch``, which ignores them entirely.
+        smoothing: EMA factor in [0, 1): patience and rules see
+            ``ema = smoothing * ema + (1 - smoothing) * value``; the restored
+            epoch is still the best *raw* one. 0 turns smoothing off.
+        normalize: For a weighted score: ``None`` or ``"initial"`` (divide
+            each metric by its first value).
+        rule: A stopping :class:`~earlystop_core.rules.Rule` replacing fixed
+            patience, e.g. ``Patience(20) | GL(5)``.
+        max_epochs: The planned number of epochs (for ``patience="auto"``).
+        n_samples: Training-set size (for ``patience="auto"``).
 
     Example:
         >>> m = Monitor(monitor="val_loss", patience=2, restore_best_weights=True)
@@ -91,27 +118,35 @@ class Monitor:
         "_baseline",
         "_best",
         "_best_epoch",
+        "_best_from",
         "_best_signed",
         "_check_finite",
         "_delta",
         "_divergence",
+        "_ema",
         "_goal",
         "_key",
+        "_name",
         "_next_epoch",
         "_patience",
+        "_relative",
         "_restore",
         "_restore_requested",
+        "_rule",
+        "_score",
         "_sign",
+        "_smoothing",
         "_start",
         "_stop_reason",
         "_stopped_epoch",
+        "_tracked",
         "_wait",
         "config",
     )
 
-    monitor: _Setting[str] = _Setting()
+    monitor: _Setting[str | dict[str, float]] = _Setting()
     mode: _Setting[str] = _Setting()
-    patience: _Setting[int] = _Setting()
+    patience: _Setting[int | str] = _Setting()
     min_delta: _Setting[float] = _Setting()
     baseline: _Setting[float | None] = _Setting()
     start_from_epoch: _Setting[int] = _Setting()
@@ -120,12 +155,15 @@ class Monitor:
     divergence_threshold: _Setting[float | None] = _Setting()
     check_finite: _Setting[bool] = _Setting()
     on_missing: _Setting[str] = _Setting()
+    min_delta_mode: _Setting[str] = _Setting()
+    best_from_epoch: _Setting[int] = _Setting()
+    smoothing: _Setting[float] = _Setting()
 
     def __init__(
         self,
-        monitor: str = "val_loss",
-        mode: str = "auto",
-        patience: int = 0,
+        monitor: str | Mapping[str, float] = "val_loss",
+        mode: str | Mapping[str, str] = "auto",
+        patience: int | str = 0,
         min_delta: float = 0.0,
         baseline: float | None = None,
         start_from_epoch: int = 0,
@@ -134,8 +172,16 @@ class Monitor:
         divergence_threshold: float | None = None,
         check_finite: bool = True,
         on_missing: str = "raise",
+        *,
+        min_delta_mode: str = "abs",
+        best_from_epoch: int = 0,
+        smoothing: float = 0.0,
+        normalize: str | None = None,
+        rule: Rule | None = None,
+        max_epochs: int | None = None,
+        n_samples: int | None = None,
     ) -> None:
-        self.config = MonitorConfig.build(
+        self.config = config = MonitorConfig.build(
             monitor=monitor,
             mode=mode,
             patience=patience,
@@ -147,20 +193,37 @@ class Monitor:
             divergence_threshold=divergence_threshold,
             check_finite=check_finite,
             on_missing=on_missing,
+            min_delta_mode=min_delta_mode,
+            best_from_epoch=best_from_epoch,
+            smoothing=smoothing,
+            normalize=normalize,
+            rule=rule,
+            max_epochs=max_epochs,
+            n_samples=n_samples,
         )
-        config = self.config
         # The hot path reads plain slots, not the frozen config.
         sign = 1.0 if config.mode == "min" else -1.0
         self._sign = sign
-        self._key = config.monitor
-        self._patience = config.patience
+        self._name = config.name
+        self._key = config.monitor if isinstance(config.monitor, str) else None
+        self._score = (
+            None
+            if isinstance(config.monitor, str)
+            else WeightedScore(config.monitor, config.metric_modes or "auto", config.normalize)
+        )
         self._delta = config.min_delta
+        self._relative = config.min_delta_mode == "rel"
         self._start = config.start_from_epoch
+        self._best_from = config.best_from_epoch
+        self._smoothing = config.smoothing
         self._restore = config.restore_best_weights
         self._check_finite = config.check_finite
         self._baseline = _signed(config.baseline, sign)
         self._goal = _signed(config.stopping_threshold, sign)
         self._divergence = _signed(config.divergence_threshold, sign)
+        self._rule = _own_rule(config)
+        # Fixed patience runs inline (no rule object) when nothing else needs the slow path.
+        self._patience = config.patience if isinstance(config.patience, int) else 0
         self.reset()
 
     def reset(self) -> None:
@@ -176,10 +239,16 @@ class Monitor:
         self._best: float | None = None
         self._best_signed: float | None = None
         self._best_epoch: int | None = None
+        self._tracked: float | None = None
+        self._ema: float | None = None
         self._wait = 0
         self._stopped_epoch: int | None = None
         self._stop_reason = _NOT_STOPPED
         self._restore_requested = False
+        if self._rule is not None:
+            self._rule.reset()
+        if self._score is not None:
+            self._score.reset()
 
     def update(self, logs: Mapping[str, Any], epoch: int | None = None) -> Decision:
         """Take one epoch's metrics and decide: continue, snapshot, stop, restore.
@@ -206,24 +275,23 @@ class Monitor:
         """
         if epoch is None:
             epoch = self._next_epoch
-        elif type(epoch) is not int:
+        elif type(epoch) is not int or epoch < 0:
             epoch = _check_epoch(epoch)
-        elif epoch < 0:
-            _check_epoch(epoch)
-        self._next_epoch = epoch + 1
         key = self._key
-        try:
-            raw = logs[key]
-        except KeyError:
-            return self._missing(logs, epoch)
-        except TypeError:
-            if isinstance(logs, Mapping):
+        if key is None:
+            x = self._read_score(logs)
+            if x is None:
+                return self._missing(logs, epoch)
+        else:
+            try:
+                raw = logs[key]
+            except KeyError:
+                return self._missing(logs, epoch)
+            except TypeError:
+                _check_logs(logs, key)
                 raise
-            raise TypeError(
-                f"logs must be a mapping of metric names to values, got {type(logs).__name__}; "
-                f"pass e.g. {{{key!r}: value}}"
-            ) from None
-        x = raw if type(raw) is float else coerce_metric(key, raw)
+            x = raw if type(raw) is float else coerce_metric(key, raw)
+        self._next_epoch = epoch + 1  # only now: an update that raises changes nothing
         s = x * self._sign
         self._restore_requested = False
 
@@ -235,23 +303,39 @@ class Monitor:
             limit = self._divergence
             if limit is not None and less32(limit, s):
                 return self._stop(epoch, x, _DIVERGENCE, False, self.config.divergence_threshold)
+        tracked = self._smooth(s) if self._smoothing else s
 
         improved = False
         if epoch >= self._start:
             self._wait += 1
-            best = self._best_signed
-            shifted = s + self._delta
-            # The float64 test first: most epochs do not improve, and a call costs.
-            if best is None or (shifted < best and less32(shifted, best)):
-                self._best = x
-                self._best_signed = s
-                self._best_epoch = epoch
-                improved = True
-                baseline = self._baseline
-                if baseline is None or less32(shifted, baseline):
+            best = self._tracked
+            if self._relative:
+                improves = self._improves_relative(tracked, best)
+            else:
+                shifted = tracked + self._delta
+                # The float64 test first: most epochs do not improve, and a call costs.
+                improves = best is None or (shifted < best and less32(shifted, best))
+            adopted = improves and epoch >= self._best_from
+            if adopted:
+                self._tracked = tracked
+                if self._smoothing:
+                    improved = self._keep_raw_best(x, s, epoch)
+                else:
+                    self._best = x
+                    self._best_signed = s
+                    self._best_epoch = epoch
+                    improved = True
+                if self._beats_baseline(tracked):
                     self._wait = 0
-            elif not reached and self._wait >= self._patience and epoch > 0:
-                return self._stop(epoch, x, _PATIENCE, False, self._patience)
+            elif self._smoothing and epoch >= self._best_from:
+                improved = self._keep_raw_best(x, s, epoch)
+            rule = self._rule
+            if rule is None:
+                if not improves and not reached and self._wait >= self._patience and epoch > 0 and best is not None:
+                    return self._stop(epoch, x, _PATIENCE, improved, self._patience)
+            elif rule.check(epoch, tracked, self._tracked, self._wait, adopted, logs) and not reached:
+                fired = rule.firing()
+                return self._stop(epoch, x, fired.reason, improved, None, fired.explain())
         if reached:
             return self._stop(epoch, x, _THRESHOLD, improved, self.config.stopping_threshold)
         # tuple.__new__ skips NamedTuple's Python-level __new__: a third of the cost.
@@ -267,9 +351,11 @@ class Monitor:
                 self._best,
                 self._best_epoch,
                 self._wait,
-                key,
-                None,
-                False,
+                self._name,
+                None,  # limit
+                False,  # final
+                None,  # detail
+                None,  # lr
             ),
         )
 
@@ -301,28 +387,94 @@ class Monitor:
             self._best,
             self._best_epoch,
             self._wait,
-            self._key,
-            None,
-            True,
+            self._name,
+            final=True,
         )
 
-    def _stop(self, epoch: int, value: float, reason: StopReason, improved: bool, limit: float | None) -> Decision:
+    # -- the slower paths ----------------------------------------------------
+
+    def _read_score(self, logs: Mapping[str, Any]) -> float | None:
+        assert self._score is not None
+        try:
+            return self._score.read(logs)
+        except MissingMetricError:
+            if self.config.on_missing == "raise":
+                raise
+            return None
+        except TypeError:
+            _check_logs(logs, next(iter(self._score.weights)))
+            raise
+
+    def _smooth(self, s: float) -> float:
+        ema = self._ema
+        factor = self._smoothing
+        ema = s if ema is None else factor * ema + (1.0 - factor) * s
+        self._ema = ema
+        return ema
+
+    def _improves_relative(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        shifted = value + self._delta * abs(best)
+        return shifted < best and less32(shifted, best)
+
+    def _beats_baseline(self, value: float) -> bool:
+        baseline = self._baseline
+        if baseline is None:
+            return True
+        margin = self._delta * abs(baseline) if self._relative else self._delta
+        return less32(value + margin, baseline)
+
+    def _keep_raw_best(self, x: float, s: float, epoch: int) -> bool:
+        """With smoothing: whether the raw value is the best raw one (its weights are kept)."""
+        best = self._best_signed
+        if best is not None:
+            shifted = s + (self._delta * abs(best) if self._relative else self._delta)
+            if not less32(shifted, best):
+                return False
+        self._best = x
+        self._best_signed = s
+        self._best_epoch = epoch
+        return True
+
+    def _stop(
+        self,
+        epoch: int,
+        value: float,
+        reason: StopReason,
+        improved: bool,
+        limit: float | None,
+        detail: str | None = None,
+    ) -> Decision:
         self._stopped_epoch = epoch
         self._stop_reason = reason
         restore = self._restore and self._best_epoch is not None
         self._restore_requested = restore
         return Decision(
-            True, improved, restore, reason, epoch, value, self._best, self._best_epoch, self._wait, self._key, limit
+            True,
+            improved,
+            restore,
+            reason,
+            epoch,
+            value,
+            self._best,
+            self._best_epoch,
+            self._wait,
+            self._name,
+            limit,
+            detail=detail,
         )
 
     def _missing(self, logs: Mapping[str, Any], epoch: int) -> Decision:
         if self.config.on_missing == "raise":
+            assert self._key is not None
             raise MissingMetricError(self._key, logs.keys())
+        self._next_epoch = epoch + 1
         return Decision(
-            False, False, False, _NOT_STOPPED, epoch, None, self._best, self._best_epoch, self._wait, self._key
+            False, False, False, _NOT_STOPPED, epoch, None, self._best, self._best_epoch, self._wait, self._name
         )
 
-    # -- read-only state ---------------------------------------------------
+    # -- read-only state -----------------------------------------------------
 
     @property
     def best(self) -> float | None:
@@ -354,7 +506,17 @@ class Monitor:
         """The epoch the next :meth:`update` will be about, unless told otherwise."""
         return self._next_epoch
 
-    # -- saving and resuming -----------------------------------------------
+    @property
+    def smoothed(self) -> float | None:
+        """The current smoothed value (None without smoothing or before the first epoch)."""
+        return None if self._ema is None else self._ema * self._sign
+
+    @property
+    def rule(self) -> Rule | None:
+        """This monitor's own copy of its stopping rule (None for plain fixed patience)."""
+        return self._rule
+
+    # -- saving and resuming -------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         """The whole state as strict JSON (no NaN or Infinity tokens), versioned.
@@ -376,6 +538,10 @@ class Monitor:
             stopped_epoch=self._stopped_epoch,
             stop_reason=self._stop_reason,
             restore_requested=self._restore_requested,
+            tracked=_signed(self._tracked, self._sign),
+            smoothed=self.smoothed,
+            rule=None if self._rule is None else self._rule.state(),
+            score=None if self._score is None else self._score.state(),
         )
         return dump_state(self.config, state)
 
@@ -387,10 +553,16 @@ class Monitor:
                 was saved by a monitor configured differently.
         """
         loaded = load_state(self.config, state)
+        if self._rule is not None:
+            self._rule.load(loaded.rule)
+        if self._score is not None:
+            self._score.load(loaded.score)
         self._next_epoch = loaded.next_epoch
         self._best = loaded.best
         self._best_signed = _signed(loaded.best, self._sign)
         self._best_epoch = loaded.best_epoch
+        self._tracked = _signed(loaded.tracked, self._sign)
+        self._ema = _signed(loaded.smoothed, self._sign)
         self._wait = loaded.wait
         self._stopped_epoch = loaded.stopped_epoch
         self._stop_reason = loaded.stop_reason
@@ -399,15 +571,36 @@ class Monitor:
     def __repr__(self) -> str:
         c = self.config
         best = "none" if self._best_epoch is None else f"{self._best:.6g}@{self._best_epoch}"
+        how = f"rule={self._rule!r}" if self._rule is not None else f"patience={c.patience}"
         return (
-            f"Monitor(monitor={c.monitor!r}, mode={c.mode!r}, patience={c.patience}, "
-            f"min_delta={c.min_delta:g}; epoch={self._next_epoch}, best={best}, wait={self._wait}, "
-            f"stop_reason={self._stop_reason.name})"
+            f"Monitor(monitor={c.monitor!r}, mode={c.mode!r}, {how}, min_delta={c.min_delta:g}; "
+            f"epoch={self._next_epoch}, best={best}, wait={self._wait}, stop_reason={self._stop_reason.name})"
         )
+
+
+def _own_rule(config: MonitorConfig) -> Rule | None:
+    """The monitor's private, mutable copy of its rule (the user's object stays untouched)."""
+    if config.patience == "auto":
+        from earlystop_core.auto_patience import AutoPatience
+
+        assert config.max_epochs is not None
+        return AutoPatience(config.max_epochs, config.n_samples)
+    if config.rule is None:
+        return None
+    rule = copy.deepcopy(config.rule)
+    rule.reset()
+    return rule
 
 
 def _signed(value: float | None, sign: float) -> float | None:
     return None if value is None else value * sign
+
+
+def _check_logs(logs: object, key: str) -> None:
+    if not isinstance(logs, Mapping):
+        raise TypeError(
+            f"logs must be a mapping of metric names to values, got {type(logs).__name__}; pass e.g. {{{key!r}: value}}"
+        ) from None
 
 
 def _check_epoch(epoch: Any) -> int:

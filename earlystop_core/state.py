@@ -31,6 +31,10 @@ class MonitorState(NamedTuple):
     stopped_epoch: int | None
     stop_reason: StopReason
     restore_requested: bool
+    tracked: float | None = None
+    smoothed: float | None = None
+    rule: Any = None
+    score: Any = None
 
 
 def dump_state(config: MonitorConfig, state: MonitorState) -> dict[str, Any]:
@@ -47,6 +51,10 @@ def dump_state(config: MonitorConfig, state: MonitorState) -> dict[str, Any]:
             "stopped_epoch": state.stopped_epoch,
             "stop_reason": state.stop_reason.value,
             "restore_requested": state.restore_requested,
+            "tracked": _float_to_json(state.tracked),
+            "smoothed": _float_to_json(state.smoothed),
+            "rule": state.rule,
+            "score": state.score,
         },
     }
 
@@ -69,7 +77,7 @@ def load_state(config: MonitorConfig, saved: Mapping[str, Any] | str) -> Monitor
         raise StateError(f"a saved Monitor state is a dict from state_dict(), got {type(saved).__name__}")
     if saved.get("format") != FORMAT:
         raise StateError(f"not a saved Monitor state: 'format' is {saved.get('format')!r}, expected {FORMAT!r}")
-    if saved.get("version") != VERSION:
+    if not _same(saved.get("version"), VERSION):
         raise StateError(
             f"saved Monitor state has version {saved.get('version')!r}; this earlystop_core reads version {VERSION}"
         )
@@ -85,8 +93,12 @@ def load_state(config: MonitorConfig, saved: Mapping[str, Any] | str) -> Monitor
         stopped_epoch=_field_int(fields, "stopped_epoch", optional=True),
         stop_reason=_field_reason(fields),
         restore_requested=_field_bool(fields, "restore_requested"),
+        tracked=_field_float(fields, "tracked"),
+        smoothed=_field_float(fields, "smoothed"),
+        rule=fields.get("rule"),
+        score=fields.get("score"),
     )
-    _check_consistent(state)
+    _check_consistent(config, state)
     return state
 
 
@@ -114,8 +126,15 @@ def _same(saved: object, value: object) -> bool:
     return saved == value and type(saved) is type(value)
 
 
-def _check_consistent(state: MonitorState) -> None:
+def _check_consistent(config: MonitorConfig, state: MonitorState) -> None:
     last = state.next_epoch - 1
+    if state.wait > state.next_epoch:
+        raise StateError(f"corrupt Monitor state: 'wait' ({state.wait}) exceeds the epochs seen ({state.next_epoch})")
+    first = max(config.start_from_epoch, config.best_from_epoch)
+    if state.best_epoch is not None and state.best_epoch < first:
+        raise StateError(f"corrupt Monitor state: 'best_epoch' ({state.best_epoch}) is before epoch {first}")
+    if config.check_finite and state.best is not None and not math.isfinite(state.best):
+        raise StateError(f"corrupt Monitor state: best {state.best!r} is not finite, but check_finite=True")
     if (state.best is None) != (state.best_epoch is None):
         raise StateError("corrupt Monitor state: 'best' and 'best_epoch' must both be set or both be null")
     for name in ("best_epoch", "stopped_epoch"):

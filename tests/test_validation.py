@@ -26,7 +26,7 @@ from earlystop_core import MissingMetricError, Monitor, infer_mode
         ({"check_finite": None}, TypeError, "'check_finite' must be True or False, got NoneType (None)"),
         ({"stopping_threshold": float("nan")}, ValueError, "'stopping_threshold' must be finite, got nan"),
         ({"on_missing": "ignore"}, ValueError, "on_missing must be one of 'raise', 'skip', got 'ignore'"),
-        ({"monitor": ""}, TypeError, "'monitor' must be a non-empty metric name, got ''"),
+        ({"monitor": ""}, TypeError, "'monitor' must be a metric name or a dict of metric: weight, got ''"),
         (
             {"stopping_threshold": 1.0, "divergence_threshold": 0.5},
             ValueError,

@@ -1,0 +1,157 @@
+"""Patience that adapts to the run: dynamic (bounded) and relative to progress.
+
+The seed guide's dynamic patience grows patience while the run progresses and
+shrinks it while it stagnates, but its sketch resets ``wait`` every time it
+adapts and so never stops. Here patience moves only on improving epochs — by
+how much they improved — inside fixed bounds, and ``wait`` is never reset by
+the rule, so a run always stops at most ``maximum`` epochs after its last
+improvement.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from earlystop_core._validate import check_int, check_real
+from earlystop_core.decision import StopReason
+from earlystop_core.errors import StateError
+from earlystop_core.rules import Rule
+
+
+class DynamicPatience(Rule):
+    """Patience that grows after real progress and shrinks after marginal gains.
+
+    On an improving epoch, an improvement of at least ``significant`` (relative
+    to the previous best's magnitude) adds ``grow`` to the patience; a smaller
+    one takes ``shrink`` off; patience stays within ``[minimum, maximum]``.
+    Training stops on a non-improving epoch once ``wait`` reaches the current
+    patience — never later than ``maximum`` epochs after the last improvement.
+
+    Example:
+        >>> rule = DynamicPatience(initial=4, minimum=2, maximum=8, grow=2, shrink=1)
+        >>> _ = rule.check(0, 1.0, 1.0, 0, True, {})         # first value: no previous best
+        >>> _ = rule.check(1, 0.5, 0.5, 0, True, {})         # 50% better: patience 4 -> 6
+        >>> rule.patience
+        6
+        >>> _ = rule.check(2, 0.4999, 0.4999, 0, True, {})   # 0.02% better: 6 -> 5
+        >>> rule.patience
+        5
+    """
+
+    reason = StopReason.PATIENCE_EXHAUSTED
+
+    def __init__(
+        self,
+        initial: int = 10,
+        minimum: int = 5,
+        maximum: int = 20,
+        grow: int = 2,
+        shrink: int = 1,
+        significant: float = 1e-3,
+    ) -> None:
+        self.initial = check_int("initial", initial)
+        self.minimum = check_int("minimum", minimum)
+        self.maximum = check_int("maximum", maximum)
+        if not self.minimum <= self.initial <= self.maximum:
+            raise ValueError(f"need minimum <= initial <= maximum, got {minimum}, {initial}, {maximum}")
+        self.grow = check_int("grow", grow)
+        self.shrink = check_int("shrink", shrink)
+        threshold = check_real("significant", significant)
+        assert threshold is not None
+        if threshold < 0:
+            raise ValueError(f"'significant' must be >= 0, got {significant!r}")
+        self.significant = threshold
+        self.reset()
+
+    def reset(self) -> None:
+        self.patience = self.initial
+        self._best: float | None = None
+
+    def check(
+        self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Mapping[str, Any]
+    ) -> bool:
+        if improved:
+            previous, self._best = self._best, best
+            if previous is not None and best is not None and math.isfinite(previous):
+                gain = (previous - best) / abs(previous) if previous != 0.0 else math.inf
+                if gain >= self.significant:
+                    self.patience = min(self.maximum, self.patience + self.grow)
+                else:
+                    self.patience = max(self.minimum, self.patience - self.shrink)
+            return False
+        return wait >= self.patience and epoch > 0
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "rule": "DynamicPatience",
+            "initial": self.initial,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "grow": self.grow,
+            "shrink": self.shrink,
+            "significant": self.significant,
+        }
+
+    def explain(self) -> str:
+        return f"no improvement for {self.patience} epoch(s) (dynamic patience, now {self.patience})"
+
+    def state(self) -> Any:
+        best = self._best
+        return {"patience": self.patience, "best": best if best is None or math.isfinite(best) else repr(best)}
+
+    def load(self, state: Any) -> None:
+        if not isinstance(state, Mapping) or set(state) != {"patience", "best"}:
+            raise StateError(f"corrupt Monitor state: {self!r} needs 'patience' and 'best', got {state!r}")
+        patience, best = state["patience"], state["best"]
+        if isinstance(patience, bool) or not isinstance(patience, int) or not self.minimum <= patience <= self.maximum:
+            raise StateError(f"corrupt Monitor state: dynamic patience {patience!r} outside its bounds")
+        if best is not None and best not in ("nan", "inf", "-inf") and not isinstance(best, (int, float)):
+            raise StateError(f"corrupt Monitor state: {self!r} 'best' must be a number, got {best!r}")
+        self.patience = patience
+        self._best = None if best is None else float(best)
+
+
+class RelativePatience(Rule):
+    """Patience as a fraction of the epochs run so far, never below ``minimum``.
+
+    Stops on a non-improving epoch when ``wait >= max(minimum, ceil(fraction * (epoch + 1)))``:
+    early in training a short plateau is enough, late in a long run the rule
+    waits longer, in proportion.
+
+    Example:
+        >>> rule = RelativePatience(fraction=0.25, minimum=3)
+        >>> rule.check(epoch=39, value=1.0, best=0.9, wait=9, improved=False, logs={})
+        False
+        >>> rule.check(epoch=39, value=1.0, best=0.9, wait=10, improved=False, logs={})
+        True
+    """
+
+    reason = StopReason.PATIENCE_EXHAUSTED
+
+    def __init__(self, fraction: float = 0.25, minimum: int = 5, maximum: int | None = None) -> None:
+        share = check_real("fraction", fraction)
+        assert share is not None
+        if not 0 < share <= 1:
+            raise ValueError(f"'fraction' must be in (0, 1], got {fraction!r}")
+        self.fraction = share
+        self.minimum = check_int("minimum", minimum)
+        self.maximum = None if maximum is None else check_int("maximum", maximum, minimum=self.minimum)
+
+    def limit(self, epoch: int) -> int:
+        """The patience in force at ``epoch``."""
+        patience = max(self.minimum, math.ceil(self.fraction * (epoch + 1)))
+        return patience if self.maximum is None else min(patience, self.maximum)
+
+    def check(
+        self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Mapping[str, Any]
+    ) -> bool:
+        self._epoch = epoch
+        return not improved and epoch > 0 and wait >= self.limit(epoch)
+
+    def spec(self) -> dict[str, Any]:
+        return {"rule": "RelativePatience", "fraction": self.fraction, "minimum": self.minimum, "maximum": self.maximum}
+
+    def explain(self) -> str:
+        return f"no improvement for {self.limit(self._epoch)} epoch(s), {self.fraction:.0%} of the epochs run"

@@ -1,0 +1,223 @@
+"""Stopping rules: small predicates over the monitor's state, composed with ``|`` and ``&``.
+
+A rule is asked once per monitored epoch, after the monitor has updated its
+best value and patience count, whether training should stop. Rules that need
+memory (Prechelt's strips, dynamic patience) keep it in ``state()`` so a
+monitor's ``state_dict`` resumes them exactly. A Monitor works on its own copy
+of the rule it is given, so one rule object can configure many monitors.
+
+Values reach rules *signed*: multiplied by -1 in ``mode="max"``, so that lower
+is always better, and ``best`` is the monitor's best in the same form.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from typing import Any
+
+from earlystop_core._validate import check_int
+from earlystop_core.decision import StopReason
+from earlystop_core.errors import StateError
+
+
+class Rule(abc.ABC):
+    """A stopping rule. Combine rules with ``|`` (any) and ``&`` (all).
+
+    Example:
+        >>> from earlystop_core.prechelt import UP
+        >>> rule = Patience(20) | (Patience(5) & UP(strips=2))
+        >>> rule
+        AnyOf(Patience(20), AllOf(Patience(5), UP(strips=2, strip=5)))
+    """
+
+    #: The reason reported when this rule stops training.
+    reason: StopReason = StopReason.CRITERION_MET
+
+    @abc.abstractmethod
+    def check(
+        self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Mapping[str, Any]
+    ) -> bool:
+        """Whether to stop after this epoch (values signed: lower is better)."""
+
+    @abc.abstractmethod
+    def spec(self) -> dict[str, Any]:
+        """The rule's parameters as JSON: what makes two rules the same rule."""
+
+    def explain(self) -> str:
+        """Why the rule stopped, in a few words (called only after a stop)."""
+        return repr(self)
+
+    def reset(self) -> None:  # noqa: B027 - stateless rules have nothing to reset
+        """Forget the epochs seen so far."""
+
+    def state(self) -> Any:
+        """The rule's memory as JSON (None for stateless rules)."""
+        return None
+
+    def load(self, state: Any) -> None:
+        """Restore memory saved by :meth:`state`."""
+        if state is not None:
+            raise StateError(f"corrupt Monitor state: {self!r} keeps no state, got {state!r}")
+
+    def firing(self) -> Rule:
+        """The rule that decided the last stop (itself, or a part of a composition)."""
+        return self
+
+    def __or__(self, other: Rule) -> Rule:
+        if other is never:
+            return self
+        return other if self is never else AnyOf(self, other)
+
+    def __and__(self, other: Rule) -> Rule:
+        if self is never or other is never:
+            return never
+        return AllOf(self, other)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rule) and self.spec() == other.spec()
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+    def __repr__(self) -> str:
+        spec = self.spec()
+        name = spec.pop("rule")
+        return f"{name}({', '.join(f'{k}={v!r}' for k, v in spec.items())})"
+
+
+class _Never(Rule):
+    def check(
+        self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Mapping[str, Any]
+    ) -> bool:
+        return False
+
+    def spec(self) -> dict[str, Any]:
+        return {"rule": "never"}
+
+    def __repr__(self) -> str:
+        return "never"
+
+
+#: The rule that never stops: the identity of ``|`` (``never | r`` is ``r``).
+never: Rule = _Never()
+
+
+class Patience(Rule):
+    """Keras's fixed patience: stop when ``wait >= patience`` on a non-improving epoch.
+
+    As in Keras, ``wait`` counts from the last improvement (or, with a
+    ``baseline``, from the first monitored epoch until it is beaten), and
+    epoch 0 never stops, so ``Patience(0)`` acts as ``Patience(1)``.
+
+    Example:
+        >>> Patience(3).check(epoch=5, value=1.0, best=0.5, wait=3, improved=False, logs={})
+        True
+    """
+
+    reason = StopReason.PATIENCE_EXHAUSTED
+
+    def __init__(self, patience: int) -> None:
+        self.patience = check_int("patience", patience)
+
+    def check(
+        self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Mapping[str, Any]
+    ) -> bool:
+        return not improved and wait >= self.patience and epoch > 0
+
+    def spec(self) -> dict[str, Any]:
+        return {"rule": "Patience", "patience": self.patience}
+
+    def explain(self) -> str:
+        return f"no improvement for {self.patience} epoch(s) (Patience({self.patience}))"
+
+    def __repr__(self) -> str:
+        return f"Patience({self.patience})"
+
+
+class _Composite(Rule):
+    """Shared by ``AnyOf`` and ``AllOf``: every part sees every epoch."""
+
+    rules: tuple[Rule, ...]
+
+    def __init__(self, *rules: Rule) -> None:
+        parts: list[Rule] = []
+        for rule in rules:
+            if not isinstance(rule, Rule):
+                raise TypeError(f"{type(self).__name__} combines Rule objects, got {type(rule).__name__} ({rule!r})")
+            parts.extend(rule.rules if isinstance(rule, _Composite) and type(rule) is type(self) else [rule])
+        self.rules = tuple(parts)
+        self._fired: Rule = self
+
+    def spec(self) -> dict[str, Any]:
+        return {"rule": type(self).__name__, "rules": [rule.spec() for rule in self.rules]}
+
+    def reset(self) -> None:
+        for rule in self.rules:
+            rule.reset()
+
+    def state(self) -> Any:
+        return [rule.state() for rule in self.rules]
+
+    def load(self, state: Any) -> None:
+        if not isinstance(state, list) or len(state) != len(self.rules):
+            raise StateError(f"corrupt Monitor state: {self!r} needs a list of {len(self.rules)} states, got {state!r}")
+        for rule, part in zip(self.rules, state, strict=True):
+            rule.load(part)
+
+    def firing(self) -> Rule:
+        return self._fired.firing() if self._fired is not self else self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(repr(rule) for rule in self.rules)})"
+
+
+class AnyOf(_Composite):
+    """Stop when any of the rules says stop (what ``a | b`` builds).
+
+    ``never`` is the identity of ``|``:
+
+    Example:
+        >>> Patience(3) | never
+        Patience(3)
+    """
+
+    def check(
+        self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Mapping[str, Any]
+    ) -> bool:
+        fired: Rule | None = None
+        for rule in self.rules:  # no short cut: stateful rules must see every epoch
+            if rule.check(epoch, value, best, wait, improved, logs) and fired is None:
+                fired = rule
+        if fired is None:
+            return False
+        self._fired = fired
+        self.reason = fired.firing().reason
+        return True
+
+
+class AllOf(_Composite):
+    """Stop when all of the rules say stop (what ``a & b`` builds).
+
+    ``never`` absorbs ``&``:
+
+    Example:
+        >>> (Patience(3) & never) is never
+        True
+    """
+
+    def check(
+        self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Mapping[str, Any]
+    ) -> bool:
+        verdicts = [rule.check(epoch, value, best, wait, improved, logs) for rule in self.rules]
+        if not all(verdicts):
+            return False
+        self._fired = self.rules[-1]
+        self.reason = self.rules[-1].firing().reason
+        return True
+
+    def explain(self) -> str:
+        return " and ".join(rule.firing().explain() for rule in self.rules)
+
+    def firing(self) -> Rule:
+        return self
