@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from earlystop_core._json import float_from_json, float_to_json
 from earlystop_core._validate import check_int, check_real
 from earlystop_core.decision import StopReason
 from earlystop_core.errors import StateError
@@ -98,8 +99,7 @@ class DynamicPatience(Rule):
         return f"no improvement for {self.patience} epoch(s) (dynamic patience, now {self.patience})"
 
     def state(self) -> Any:
-        best = self._best
-        return {"patience": self.patience, "best": best if best is None or math.isfinite(best) else repr(best)}
+        return {"patience": self.patience, "best": float_to_json(self._best)}
 
     def load(self, state: Any) -> None:
         if not isinstance(state, Mapping) or set(state) != {"patience", "best"}:
@@ -107,10 +107,8 @@ class DynamicPatience(Rule):
         patience, best = state["patience"], state["best"]
         if isinstance(patience, bool) or not isinstance(patience, int) or not self.minimum <= patience <= self.maximum:
             raise StateError(f"corrupt Monitor state: dynamic patience {patience!r} outside its bounds")
-        if best is not None and best not in ("nan", "inf", "-inf") and not isinstance(best, (int, float)):
-            raise StateError(f"corrupt Monitor state: {self!r} 'best' must be a number, got {best!r}")
+        self._best = float_from_json(best, f"{self!r} best")
         self.patience = patience
-        self._best = None if best is None else float(best)
 
 
 class RelativePatience(Rule):

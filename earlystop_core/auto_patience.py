@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from earlystop_core._json import float_from_json, float_to_json
 from earlystop_core._validate import check_int, check_real
 from earlystop_core.decision import StopReason
 from earlystop_core.errors import StateError
@@ -106,7 +107,7 @@ class AutoPatience(Rule):
         return f"no improvement for {self.patience} epoch(s) (patience='auto')"
 
     def state(self) -> Any:
-        return {"patience": self.patience, "seen": [v if math.isfinite(v) else repr(v) for v in self._seen]}
+        return {"patience": self.patience, "seen": [float_to_json(v) for v in self._seen]}
 
     def load(self, state: Any) -> None:
         if not isinstance(state, Mapping) or set(state) != {"patience", "seen"}:
@@ -117,4 +118,4 @@ class AutoPatience(Rule):
         if not isinstance(seen, list) or len(seen) > self.probe:
             raise StateError(f"corrupt Monitor state: auto patience probe must be a list of <= {self.probe} values")
         self.patience = patience
-        self._seen = [float(v) for v in seen]
+        self._seen = [float(v) for v in (float_from_json(v, "auto patience probe") for v in seen) if v is not None]

@@ -8,6 +8,7 @@ from typing import Any
 
 from earlystop_core._validate import check_bool, check_choice, check_int, check_real
 from earlystop_core.modes import Mode, resolve_mode
+from earlystop_core.plateau import ReduceLROnPlateau
 from earlystop_core.rules import Rule
 
 ON_MISSING = ("raise", "skip")
@@ -47,6 +48,7 @@ class MonitorConfig:
     rule: Rule | None = None
     max_epochs: int | None = None
     n_samples: int | None = None
+    plateau: ReduceLROnPlateau | None = None
 
     @classmethod
     def build(
@@ -70,6 +72,7 @@ class MonitorConfig:
         rule: Rule | None = None,
         max_epochs: int | None = None,
         n_samples: int | None = None,
+        plateau: ReduceLROnPlateau | None = None,
     ) -> MonitorConfig:
         """Validate every argument, with a message naming the argument and the fix."""
         from earlystop_core.signals import WeightedScore  # signals import this module's neighbours
@@ -109,6 +112,7 @@ class MonitorConfig:
             rule=rule,
             max_epochs=None if max_epochs is None else check_int("max_epochs", max_epochs, minimum=1),
             n_samples=None if n_samples is None else check_int("n_samples", n_samples, minimum=1),
+            plateau=_check_plateau(plateau),
         )
         config._check_thresholds()
         return config
@@ -142,6 +146,7 @@ class MonitorConfig:
         """The configuration as a JSON-ready dict."""
         fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         fields["rule"] = None if self.rule is None else self.rule.spec()
+        fields["plateau"] = None if self.plateau is None else self.plateau.state_dict()["config"]
         return fields
 
 
@@ -162,6 +167,12 @@ def _check_patience(patience: Any, rule: Rule | None, max_epochs: int | None) ->
                 f"e.g. rule=Patience({value}) | {rule!r}"
             )
     return value
+
+
+def _check_plateau(plateau: Any) -> ReduceLROnPlateau | None:
+    if plateau is not None and not isinstance(plateau, ReduceLROnPlateau):
+        raise TypeError(f"'plateau' must be a ReduceLROnPlateau, got {type(plateau).__name__} ({plateau!r})")
+    return plateau
 
 
 def _check_smoothing(smoothing: Any) -> float:

@@ -105,8 +105,9 @@ def _explain(d: Decision) -> str:
         setting, outcome = _THRESHOLDS[d.reason]
         side = "<" if d.value is not None and d.limit is not None and d.value < d.limit else ">"
         return f"{head}{d.monitor}={d.value:.6g} {side} {setting} {d.limit:g}; {outcome} ({best}){restore}"
-    if d.detail is not None:
+    if d.detail is not None and d.should_stop:
         return f"{head}{d.monitor} stops: {d.detail}; {best}{restore}"
+    note = "" if d.detail is None else f"; {d.detail}"
     if d.reason is StopReason.PATIENCE_EXHAUSTED:
         return f"{head}{d.monitor} did not improve for {d.wait} epoch(s) (patience {d.limit:g}); {best}{restore}"
     if d.final:
@@ -114,5 +115,5 @@ def _explain(d: Decision) -> str:
     if d.value is None:
         return f"{head}{d.monitor} not logged this epoch, skipped ({best}){restore}"
     if d.improved:
-        return f"{head}{d.monitor}={d.value:.6g} is the new best"
-    return f"{head}{d.monitor}={d.value:.6g}, no improvement for {d.wait} epoch(s); {best}{restore}"
+        return f"{head}{d.monitor}={d.value:.6g} is the new best{note}"
+    return f"{head}{d.monitor}={d.value:.6g}, no improvement for {d.wait} epoch(s); {best}{note}"

@@ -22,7 +22,8 @@ from earlystop_core._float32 import less32
 from earlystop_core._values import coerce_metric
 from earlystop_core.config import MonitorConfig
 from earlystop_core.decision import Decision, StopReason
-from earlystop_core.errors import MissingMetricError
+from earlystop_core.errors import MissingMetricError, StateError
+from earlystop_core.plateau import ReduceLROnPlateau
 from earlystop_core.rules import Rule
 from earlystop_core.signals import WeightedScore
 from earlystop_core.state import MonitorState, dump_state, load_state
@@ -105,6 +106,14 @@ class Monitor:
             patience, e.g. ``Patience(20) | GL(5)``.
         max_epochs: The planned number of epochs (for ``patience="auto"``).
         n_samples: Training-set size (for ``patience="auto"``).
+        plateau: A :class:`~earlystop_core.ReduceLROnPlateau` to coordinate
+            with (the seed guide's section 4.2: lower the learning rate first,
+            stop only once that stops helping). Each decision then carries the
+            learning rate to use next (``Decision.lr``); a reduction gives the
+            new rate a full patience (``wait`` restarts), and patience or a
+            rule can stop training only once the schedule is exhausted
+            (``min_lr`` reached or ``max_reductions`` made). Pass the
+            optimizer's rate as ``update(logs, lr=...)``.
 
     Example:
         >>> m = Monitor(monitor="val_loss", patience=2, restore_best_weights=True)
@@ -125,10 +134,13 @@ class Monitor:
         "_divergence",
         "_ema",
         "_goal",
+        "_hold",
         "_key",
+        "_lr",
         "_name",
         "_next_epoch",
         "_patience",
+        "_plateau",
         "_relative",
         "_restore",
         "_restore_requested",
@@ -180,6 +192,7 @@ class Monitor:
         rule: Rule | None = None,
         max_epochs: int | None = None,
         n_samples: int | None = None,
+        plateau: ReduceLROnPlateau | None = None,
     ) -> None:
         self.config = config = MonitorConfig.build(
             monitor=monitor,
@@ -200,6 +213,7 @@ class Monitor:
             rule=rule,
             max_epochs=max_epochs,
             n_samples=n_samples,
+            plateau=plateau,
         )
         # The hot path reads plain slots, not the frozen config.
         sign = 1.0 if config.mode == "min" else -1.0
@@ -222,6 +236,7 @@ class Monitor:
         self._goal = _signed(config.stopping_threshold, sign)
         self._divergence = _signed(config.divergence_threshold, sign)
         self._rule = _own_rule(config)
+        self._plateau = None if config.plateau is None else copy.deepcopy(config.plateau)
         # Fixed patience runs inline (no rule object) when nothing else needs the slow path.
         self._patience = config.patience if isinstance(config.patience, int) else 0
         self.reset()
@@ -249,8 +264,12 @@ class Monitor:
             self._rule.reset()
         if self._score is not None:
             self._score.reset()
+        self._hold = False
+        self._lr: float | None = None
+        if self._plateau is not None:
+            self._plateau.reset()
 
-    def update(self, logs: Mapping[str, Any], epoch: int | None = None) -> Decision:
+    def update(self, logs: Mapping[str, Any], epoch: int | None = None, lr: float | None = None) -> Decision:
         """Take one epoch's metrics and decide: continue, snapshot, stop, restore.
 
         Args:
@@ -258,6 +277,8 @@ class Monitor:
             epoch: The epoch's 0-based index; by default one more than the
                 last (0 at first), so pass it only when resuming or when the
                 loop starts at ``initial_epoch``.
+            lr: With a ``plateau``: the learning rate used this epoch (by
+                default the one the last decision asked for).
 
         Returns:
             The :class:`Decision` for this epoch.
@@ -273,6 +294,13 @@ class Monitor:
             >>> m.update({"val_accuracy": 0.8}).epoch
             11
         """
+        if self._plateau is not None:
+            return self._update_coordinated(logs, epoch, lr)
+        if lr is not None:
+            raise ValueError("lr= is for a Monitor built with plateau=ReduceLROnPlateau(...); this one has none")
+        return self._update(logs, epoch)
+
+    def _update(self, logs: Mapping[str, Any], epoch: int | None) -> Decision:
         if epoch is None:
             epoch = self._next_epoch
         elif type(epoch) is not int or epoch < 0:
@@ -331,9 +359,18 @@ class Monitor:
                 improved = self._keep_raw_best(x, s, epoch)
             rule = self._rule
             if rule is None:
-                if not improves and not reached and self._wait >= self._patience and epoch > 0 and best is not None:
+                if (
+                    not improves
+                    and not reached
+                    and self._wait >= self._patience
+                    and epoch > 0
+                    and best is not None
+                    and not self._hold
+                ):
                     return self._stop(epoch, x, _PATIENCE, improved, self._patience)
-            elif rule.check(epoch, tracked, self._tracked, self._wait, adopted, logs) and not reached:
+            elif (
+                rule.check(epoch, tracked, self._tracked, self._wait, adopted, logs) and not reached and not self._hold
+            ):
                 fired = rule.firing()
                 return self._stop(epoch, x, fired.reason, improved, None, fired.explain())
         if reached:
@@ -392,6 +429,25 @@ class Monitor:
         )
 
     # -- the slower paths ----------------------------------------------------
+
+    def _update_coordinated(self, logs: Mapping[str, Any], epoch: int | None, lr: float | None) -> Decision:
+        plateau = self._plateau
+        assert plateau is not None
+        if lr is None:
+            lr = self._lr
+            if lr is None:
+                raise ValueError(
+                    "a Monitor with a plateau needs the learning rate: pass update(logs, lr=optimizer_lr) "
+                    "(at least on the first epoch)"
+                )
+        next_lr = plateau.update(logs, lr)
+        self._hold = plateau.last_reduced or not plateau.exhausted(next_lr)
+        decision = self._update(logs, epoch)
+        self._lr = next_lr
+        if not plateau.last_reduced:
+            return decision._replace(lr=next_lr)
+        self._wait = 0  # the new rate gets a full patience
+        return decision._replace(lr=next_lr, wait=0, detail=f"learning rate lowered to {next_lr:g}")
 
     def _read_score(self, logs: Mapping[str, Any]) -> float | None:
         assert self._score is not None
@@ -512,6 +568,16 @@ class Monitor:
         return None if self._ema is None else self._ema * self._sign
 
     @property
+    def plateau(self) -> ReduceLROnPlateau | None:
+        """This monitor's own copy of its learning-rate schedule (None without one)."""
+        return self._plateau
+
+    @property
+    def lr(self) -> float | None:
+        """The learning rate the last decision asked for (None without a plateau)."""
+        return self._lr
+
+    @property
     def rule(self) -> Rule | None:
         """This monitor's own copy of its stopping rule (None for plain fixed patience)."""
         return self._rule
@@ -542,6 +608,8 @@ class Monitor:
             smoothed=self.smoothed,
             rule=None if self._rule is None else self._rule.state(),
             score=None if self._score is None else self._score.state(),
+            plateau=None if self._plateau is None else self._plateau.state_dict(),
+            lr=self._lr,
         )
         return dump_state(self.config, state)
 
@@ -557,6 +625,11 @@ class Monitor:
             self._rule.load(loaded.rule)
         if self._score is not None:
             self._score.load(loaded.score)
+        if self._plateau is not None:
+            if not isinstance(loaded.plateau, (Mapping, str)):
+                raise StateError("corrupt Monitor state: the plateau's state is missing")
+            self._plateau.load_state_dict(loaded.plateau)
+        self._lr = loaded.lr
         self._next_epoch = loaded.next_epoch
         self._best = loaded.best
         self._best_signed = _signed(loaded.best, self._sign)

@@ -8,16 +8,15 @@ one code path: lower is better.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from earlystop_core._float32 import less32
+from earlystop_core._json import float_from_json, float_to_json, open_envelope
 from earlystop_core._validate import check_choice, check_int, check_real
 from earlystop_core._values import coerce_metric
 from earlystop_core.errors import MissingMetricError, StateError
 from earlystop_core.modes import resolve_mode
-from earlystop_core.state import _NON_FINITE, _float_to_json, _same
 
 FORMAT = "earlystop_core.ReduceLROnPlateau"
 VERSION = 1
@@ -168,6 +167,7 @@ class ReduceLROnPlateau:
         """The whole state as strict, versioned JSON (no NaN or Infinity tokens).
 
         Example:
+            >>> import json
             >>> p = ReduceLROnPlateau(patience=0, factor=0.5)
             >>> lr = p.update({"val_loss": 1.0}, 0.1)
             >>> resumed = ReduceLROnPlateau(patience=0, factor=0.5)
@@ -176,7 +176,7 @@ class ReduceLROnPlateau:
             (1.0, 0.05)
         """
         state = {name: getattr(self, name) for name in _COUNTERS}
-        state.update(best=_float_to_json(self.best), last_reduced=self.last_reduced)
+        state.update(best=float_to_json(self.best), last_reduced=self.last_reduced)
         return {"format": FORMAT, "version": VERSION, "config": self._config(), "state": state}
 
     def load_state_dict(self, saved: Mapping[str, Any] | str) -> None:
@@ -186,31 +186,14 @@ class ReduceLROnPlateau:
             StateError: The state is corrupt, of another format or version, or
                 was saved with other settings.
         """
-        if isinstance(saved, str):
-            try:
-                saved = json.loads(saved)
-            except json.JSONDecodeError as error:
-                raise StateError(f"saved ReduceLROnPlateau state is not valid JSON: {error}") from None
-        if not isinstance(saved, Mapping) or saved.get("format") != FORMAT:
-            raise StateError(f"not a saved ReduceLROnPlateau state (expected 'format': {FORMAT!r})")
-        if saved.get("version") != VERSION:
-            raise StateError(f"saved state has version {saved.get('version')!r}; this earlystop_core reads {VERSION}")
-        config, mine = saved.get("config"), self._config()
-        if not isinstance(config, Mapping) or set(config) != set(mine):
-            raise StateError("saved ReduceLROnPlateau state has a missing or malformed 'config' section")
-        differences = [f"{k}={config[k]!r} (saved) vs {v!r} (here)" for k, v in mine.items() if not _same(config[k], v)]
-        if differences:
-            raise StateError("saved with other settings: " + "; ".join(differences) + ". Build it with those.")
-        state = saved.get("state")
-        state = state if isinstance(state, Mapping) else {}
-        best = state.get("best")
-        best = _NON_FINITE.get(best, best) if isinstance(best, str) else best
+        state = open_envelope(saved, FORMAT, VERSION, self._config())
+        best = float_from_json(state.get("best"), "'best'")
         for name in _COUNTERS:
             if type(state.get(name)) is not int or state[name] < 0:
                 raise StateError(f"corrupt ReduceLROnPlateau state: {name!r} must be an int >= 0")
-        if not (best is None or type(best) in (int, float)) or type(state.get("last_reduced")) is not bool:
-            raise StateError("corrupt ReduceLROnPlateau state: 'best' must be a number or null, 'last_reduced' a bool")
-        self.best = None if best is None else float(best)
+        if type(state.get("last_reduced")) is not bool:
+            raise StateError("corrupt ReduceLROnPlateau state: 'last_reduced' must be true or false")
+        self.best = best
         self.wait, self.cooldown_counter, self.reductions = (state[name] for name in _COUNTERS)
         self.last_reduced = state["last_reduced"]
 

@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from earlystop_core._json import float_from_json, float_to_json
 from earlystop_core._validate import check_int, check_real
 from earlystop_core._values import coerce_metric
 from earlystop_core.errors import MissingMetricError, StateError
@@ -99,11 +100,11 @@ class UP(Rule):
         return f"worse at the end of {self._ups} successive strips of {self.strip} epochs (UP)"
 
     def state(self) -> Any:
-        return {"previous": _to_json(self._previous), "ups": self._ups}
+        return {"previous": float_to_json(self._previous), "ups": self._ups}
 
     def load(self, state: Any) -> None:
         fields = _fields(self, state, ("previous", "ups"))
-        self._previous = _from_json(self, fields["previous"])
+        self._previous = float_from_json(fields["previous"], f"{self!r} previous")
         self._ups = _count(self, fields["ups"])
 
 
@@ -161,13 +162,13 @@ class PQ(Rule):
         return f"GL {loss:.3g}% / training progress {progress:.3g} > {self.alpha:g} (PQ)"
 
     def state(self) -> Any:
-        return {"train": [_to_json(v) for v in self._train]}
+        return {"train": [float_to_json(v) for v in self._train]}
 
     def load(self, state: Any) -> None:
         train = _fields(self, state, ("train",))["train"]
         if not isinstance(train, list) or len(train) > self.strip:
             raise StateError(f"corrupt Monitor state: {self!r} 'train' must be a list of <= {self.strip} numbers")
-        values = [_from_json(self, v) for v in train]
+        values = [float_from_json(v, f"{self!r} train") for v in train]
         self._train = [v for v in values if v is not None]
 
 
@@ -189,19 +190,3 @@ def _count(rule: Rule, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise StateError(f"corrupt Monitor state: {rule!r} count must be an int >= 0, got {value!r}")
     return value
-
-
-def _to_json(value: float | None) -> float | str | None:
-    if value is None or math.isfinite(value):
-        return value
-    return repr(value)  # 'nan', 'inf', '-inf'
-
-
-def _from_json(rule: Rule, value: Any) -> float | None:
-    if value is None:
-        return None
-    if value in ("nan", "inf", "-inf"):
-        return float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise StateError(f"corrupt Monitor state: {rule!r} expected a number, got {value!r}")
-    return float(value)

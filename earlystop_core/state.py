@@ -7,18 +7,17 @@ and any JSON parser reads it.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from earlystop_core._json import float_from_json, float_to_json, open_envelope
 from earlystop_core.config import MonitorConfig
 from earlystop_core.decision import StopReason
 from earlystop_core.errors import StateError
 
 FORMAT = "earlystop_core.Monitor"
 VERSION = 1
-_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 class MonitorState(NamedTuple):
@@ -35,6 +34,8 @@ class MonitorState(NamedTuple):
     smoothed: float | None = None
     rule: Any = None
     score: Any = None
+    plateau: Any = None
+    lr: float | None = None
 
 
 def dump_state(config: MonitorConfig, state: MonitorState) -> dict[str, Any]:
@@ -45,16 +46,18 @@ def dump_state(config: MonitorConfig, state: MonitorState) -> dict[str, Any]:
         "config": config.to_json(),
         "state": {
             "next_epoch": state.next_epoch,
-            "best": _float_to_json(state.best),
+            "best": float_to_json(state.best),
             "best_epoch": state.best_epoch,
             "wait": state.wait,
             "stopped_epoch": state.stopped_epoch,
             "stop_reason": state.stop_reason.value,
             "restore_requested": state.restore_requested,
-            "tracked": _float_to_json(state.tracked),
-            "smoothed": _float_to_json(state.smoothed),
+            "tracked": float_to_json(state.tracked),
+            "smoothed": float_to_json(state.smoothed),
             "rule": state.rule,
             "score": state.score,
+            "plateau": state.plateau,
+            "lr": state.lr,
         },
     }
 
@@ -66,25 +69,9 @@ def load_state(config: MonitorConfig, saved: Mapping[str, Any] | str) -> Monitor
         >>> load_state(MonitorConfig(), {"format": "something else"})
         Traceback (most recent call last):
         ...
-        earlystop_core.errors.StateError: not a saved Monitor state: 'format' is 'something else', ...
+        earlystop_core.errors.StateError: not a saved earlystop_core.Monitor state: 'format' is 'something else'
     """
-    if isinstance(saved, str):
-        try:
-            saved = json.loads(saved)
-        except json.JSONDecodeError as error:
-            raise StateError(f"saved Monitor state is not valid JSON: {error}") from None
-    if not isinstance(saved, Mapping):
-        raise StateError(f"a saved Monitor state is a dict from state_dict(), got {type(saved).__name__}")
-    if saved.get("format") != FORMAT:
-        raise StateError(f"not a saved Monitor state: 'format' is {saved.get('format')!r}, expected {FORMAT!r}")
-    if not _same(saved.get("version"), VERSION):
-        raise StateError(
-            f"saved Monitor state has version {saved.get('version')!r}; this earlystop_core reads version {VERSION}"
-        )
-    _check_same_config(config, saved.get("config"))
-    fields = saved.get("state")
-    if not isinstance(fields, Mapping):
-        raise StateError("saved Monitor state has no 'state' section")
+    fields = open_envelope(saved, FORMAT, VERSION, config.to_json())
     state = MonitorState(
         next_epoch=_field_int(fields, "next_epoch"),
         best=_field_float(fields, "best"),
@@ -97,33 +84,11 @@ def load_state(config: MonitorConfig, saved: Mapping[str, Any] | str) -> Monitor
         smoothed=_field_float(fields, "smoothed"),
         rule=fields.get("rule"),
         score=fields.get("score"),
+        plateau=fields.get("plateau"),
+        lr=_field_float(fields, "lr"),
     )
     _check_consistent(config, state)
     return state
-
-
-def _check_same_config(config: MonitorConfig, saved: object) -> None:
-    if not isinstance(saved, Mapping):
-        raise StateError("saved Monitor state has no 'config' section")
-    mine = config.to_json()
-    differences = [
-        f"{name}={saved.get(name, '<absent>')!r} (saved) vs {value!r} (this monitor)"
-        for name, value in mine.items()
-        if not _same(saved.get(name, "<absent>"), value)
-    ]
-    unknown = sorted(set(saved) - set(mine))
-    differences += [f"{name} (unknown setting)" for name in unknown]
-    if differences:
-        raise StateError(
-            "saved Monitor state comes from a monitor configured differently: "
-            + "; ".join(differences)
-            + ". Build the Monitor with the saved settings to resume."
-        )
-
-
-def _same(saved: object, value: object) -> bool:
-    # 1 == True and 0 == 0.0 in Python; a setting saved as another type is another setting.
-    return saved == value and type(saved) is type(value)
 
 
 def _check_consistent(config: MonitorConfig, state: MonitorState) -> None:
@@ -145,21 +110,8 @@ def _check_consistent(config: MonitorConfig, state: MonitorState) -> None:
         raise StateError("corrupt Monitor state: 'stopped_epoch' and 'stop_reason' disagree")
 
 
-def _float_to_json(value: float | None) -> float | str | None:
-    if value is None or math.isfinite(value):
-        return value
-    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-
-
 def _field_float(fields: Mapping[str, Any], name: str) -> float | None:
-    value = fields.get(name)
-    if value is None:
-        return None
-    if isinstance(value, str) and value in _NON_FINITE:
-        return _NON_FINITE[value]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise StateError(f"corrupt Monitor state: {name!r} must be a number, got {value!r}")
-    return float(value)
+    return float_from_json(fields.get(name), repr(name))
 
 
 def _field_int(fields: Mapping[str, Any], name: str, optional: bool = False) -> Any:

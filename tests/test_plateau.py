@@ -366,7 +366,7 @@ def test_load_state_dict_refuses_other_settings_and_corrupt_states() -> None:
     assert saved["state"]["best"] == "nan"
     with pytest.raises(StateError, match=re.escape("patience=3 (saved) vs 4 (here)")):
         ReduceLROnPlateau(patience=4).load_state_dict(saved)
-    with pytest.raises(StateError, match="not a saved ReduceLROnPlateau state"):
+    with pytest.raises(StateError, match=re.escape("not a saved earlystop_core.ReduceLROnPlateau state")):
         plateau.load_state_dict({**saved, "format": "earlystop_core.Monitor"})
     with pytest.raises(StateError, match="version 2"):
         plateau.load_state_dict({**saved, "version": 2})
@@ -374,7 +374,7 @@ def test_load_state_dict_refuses_other_settings_and_corrupt_states() -> None:
         plateau.load_state_dict("{")
     with pytest.raises(StateError, match="'wait' must be an int >= 0"):
         plateau.load_state_dict({**saved, "state": {**saved["state"], "wait": -1}})
-    with pytest.raises(StateError, match="'best' must be a number or null"):
+    with pytest.raises(StateError, match="'best' must be a number"):
         plateau.load_state_dict({**saved, "state": {**saved["state"], "best": "lots"}})
     fresh = ReduceLROnPlateau(patience=3)
     fresh.load_state_dict(json.dumps(saved, allow_nan=False))
