@@ -10,21 +10,41 @@ Example:
     [False, False, False, True]
 """
 
+from earlystop_core.adaptive import DynamicPatience, RelativePatience
+from earlystop_core.auto_patience import AutoPatience, suggest_patience
 from earlystop_core.config import MonitorConfig
 from earlystop_core.decision import Decision, StopReason
 from earlystop_core.errors import MissingMetricError, StateError
 from earlystop_core.modes import infer_mode
 from earlystop_core.monitor import Monitor
 from earlystop_core.plateau import ReduceLROnPlateau
+from earlystop_core.prechelt import GL, PQ, UP
+from earlystop_core.rules import AllOf, AnyOf, Patience, Rule, never
+from earlystop_core.signals import WeightedScore
+from earlystop_core.trend import Stalled
 
 __all__ = [
+    "AllOf",
+    "AnyOf",
+    "AutoPatience",
     "Decision",
+    "DynamicPatience",
+    "GL",
     "MissingMetricError",
     "Monitor",
     "MonitorConfig",
+    "PQ",
+    "Patience",
     "ReduceLROnPlateau",
+    "RelativePatience",
+    "Rule",
+    "Stalled",
     "StateError",
     "StopReason",
+    "UP",
+    "WeightedScore",
     "infer_mode",
+    "never",
+    "suggest_patience",
 ]
 __version__ = "0.1.0"
