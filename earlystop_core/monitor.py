@@ -307,9 +307,15 @@ class Monitor:
             epoch = _check_epoch(epoch)
         key = self._key
         if key is None:
-            x = self._read_score(logs)
-            if x is None:
+            try:
+                x = self._score.read(logs)  # type: ignore[union-attr]  # a score whenever there is no key
+            except MissingMetricError:
+                if self.config.on_missing == "raise":
+                    raise
                 return self._missing(logs, epoch)
+            except TypeError:
+                _check_logs(logs, "<metric>")
+                raise
         else:
             try:
                 raw = logs[key]
@@ -392,7 +398,7 @@ class Monitor:
                 None,  # limit
                 False,  # final
                 None,  # detail
-                None,  # lr
+                self._lr,
             ),
         )
 
@@ -442,24 +448,16 @@ class Monitor:
                 )
         next_lr = plateau.update(logs, lr)
         self._hold = plateau.last_reduced or not plateau.exhausted(next_lr)
-        decision = self._update(logs, epoch)
-        self._lr = next_lr
-        if not plateau.last_reduced:
-            return decision._replace(lr=next_lr)
-        self._wait = 0  # the new rate gets a full patience
-        return decision._replace(lr=next_lr, wait=0, detail=f"learning rate lowered to {next_lr:g}")
-
-    def _read_score(self, logs: Mapping[str, Any]) -> float | None:
-        assert self._score is not None
+        previous, self._lr = self._lr, next_lr
         try:
-            return self._score.read(logs)
-        except MissingMetricError:
-            if self.config.on_missing == "raise":
-                raise
-            return None
-        except TypeError:
-            _check_logs(logs, next(iter(self._score.weights)))
+            decision = self._update(logs, epoch)
+        except BaseException:
+            self._lr = previous
             raise
+        if not plateau.last_reduced:
+            return decision
+        self._wait = 0  # the new rate gets a full patience
+        return decision._replace(wait=0, detail=f"learning rate lowered to {next_lr:g}")
 
     def _smooth(self, s: float) -> float:
         ema = self._ema
@@ -519,6 +517,7 @@ class Monitor:
             self._name,
             limit,
             detail=detail,
+            lr=self._lr,
         )
 
     def _missing(self, logs: Mapping[str, Any], epoch: int) -> Decision:
@@ -527,7 +526,17 @@ class Monitor:
             raise MissingMetricError(self._key, logs.keys())
         self._next_epoch = epoch + 1
         return Decision(
-            False, False, False, _NOT_STOPPED, epoch, None, self._best, self._best_epoch, self._wait, self._name
+            False,
+            False,
+            False,
+            _NOT_STOPPED,
+            epoch,
+            None,
+            self._best,
+            self._best_epoch,
+            self._wait,
+            self._name,
+            lr=self._lr,
         )
 
     # -- read-only state -----------------------------------------------------

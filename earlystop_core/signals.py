@@ -55,10 +55,10 @@ class WeightedScore:
         directions = set(self.modes.values())
         self.mode: Mode = directions.pop() if len(directions) == 1 else "max"
         # Each metric's coefficient in a score that points in self.mode's direction.
-        self._coefficients = {
-            name: weight if self.modes[name] == self.mode else -weight for name, weight in self.weights.items()
-        }
-        self.normalize = check_choice("normalize", normalize, NORMALIZE)  # type: ignore[arg-type]
+        self._terms = [
+            (name, weight if self.modes[name] == self.mode else -weight) for name, weight in self.weights.items()
+        ]
+        self.normalize: str | None = check_choice("normalize", normalize, NORMALIZE)
         self.name = " + ".join(f"{weight:g}*{name}" for name, weight in self.weights.items())
         self.reset()
 
@@ -76,18 +76,29 @@ class WeightedScore:
 
     def read(self, logs: Mapping[str, Any]) -> float:
         """The score of this epoch's logs."""
-        values = {}
-        for name in self.weights:
+        if self.normalize is None:
+            total = 0.0
+            for name, coefficient in self._terms:
+                try:
+                    raw = logs[name]
+                except KeyError:
+                    raise MissingMetricError(name, logs.keys()) from None
+                total += coefficient * (raw if type(raw) is float else coerce_metric(name, raw))
+            return total
+        values = []
+        for name, _ in self._terms:
             try:
                 raw = logs[name]
             except KeyError:
                 raise MissingMetricError(name, logs.keys()) from None
-            values[name] = coerce_metric(name, raw)
-        if self.normalize == "initial":
-            if self._scales is None:
-                self._scales = _scales_from(values)
-            values = {name: value / self._scales[name] for name, value in values.items()}
-        return math.fsum(self._coefficients[name] * value for name, value in values.items())
+            values.append(raw if type(raw) is float else coerce_metric(name, raw))
+        if self._scales is None:
+            self._scales = _scales_from(dict(zip(self.weights, values, strict=True)))
+        values = [value / scale for value, scale in zip(values, self._scales.values(), strict=True)]
+        total = 0.0
+        for (_, coefficient), value in zip(self._terms, values, strict=True):
+            total += coefficient * value
+        return total
 
     def spec(self) -> dict[str, Any]:
         """The score's definition as JSON."""
