@@ -8,6 +8,7 @@ one code path: lower is better.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -119,11 +120,13 @@ class ReduceLROnPlateau:
         """
         lr = _check_lr(lr)
         self.last_reduced = False
-        if self.monitor not in logs:
+        try:
+            raw = logs[self.monitor]
+        except KeyError:
             if self.on_missing == "raise":
-                raise MissingMetricError(self.monitor, logs.keys())
+                raise MissingMetricError(self.monitor, logs.keys()) from None
             return lr
-        x = coerce_metric(self.monitor, logs[self.monitor])
+        x = raw if type(raw) is float else coerce_metric(self.monitor, raw)
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
@@ -210,6 +213,6 @@ def _real(name: str, value: Any) -> float:
 
 def _check_lr(lr: Any) -> float:
     value = lr if type(lr) is float else _real("lr", lr)
-    if not 0.0 < value < float("inf"):
+    if not 0.0 < value < math.inf:
         raise ValueError(f"'lr' must be a finite learning rate > 0, got {value!r}")
     return value
