@@ -1,0 +1,171 @@
+"""Keras 3 binding: ``EarlyStoppingCallback``, a drop-in for ``keras.callbacks.EarlyStopping``.
+
+All decisions are the Monitor's; this callback only reads the logs, keeps the
+best weights, sets ``model.stop_training``, applies learning-rate changes and
+restores weights at the end of training. It works on any Keras 3 backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import keras
+
+from earlystop_core import Monitor, infer_mode
+
+log = logging.getLogger(__name__)
+
+
+class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
+    """Stop training when a monitored metric stops improving, as Keras's ``EarlyStopping`` does.
+
+    Pass a :class:`~earlystop_core.Monitor`, or exactly the keyword arguments
+    of ``keras.callbacks.EarlyStopping`` (the same epochs run and the same
+    restored weights), plus any other Monitor option (``stopping_threshold``,
+    ``rule``, ``plateau``...). Best weights come back at the end of training
+    however it ends: an early stop, the last epoch, or another callback.
+    Differences from Keras: a NaN or infinite metric stops training
+    (``check_finite=False`` for Keras's rule), and ``mode="auto"`` also
+    understands names such as ``val_f1`` or ``val_auc``.
+
+    Example:
+        >>> import numpy as np
+        >>> model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> callback = EarlyStoppingCallback(monitor="loss", patience=1, restore_best_weights=True)
+        >>> history = model.fit(np.ones((4, 1)), np.ones((4, 1)), epochs=3, callbacks=[callback], verbose=0)
+        >>> callback.monitor.best_epoch is not None
+        True
+    """
+
+    def __init__(
+        self,
+        monitor: str | Monitor = "val_loss",
+        min_delta: float = 0,
+        patience: int = 0,
+        verbose: int = 0,
+        mode: str = "auto",
+        baseline: float | None = None,
+        restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        self.verbose = verbose
+        self.best_weights: list[Any] | None = None
+        self._stop_asked_restore = False
+        if isinstance(monitor, Monitor):
+            given = {"min_delta": min_delta, "patience": patience, "mode": mode, "baseline": baseline}
+            given.update(restore_best_weights=restore_best_weights, start_from_epoch=start_from_epoch, **options)
+            defaults = {"min_delta": 0, "patience": 0, "mode": "auto", "baseline": None}
+            defaults.update(restore_best_weights=False, start_from_epoch=0)
+            extra = sorted(name for name, value in given.items() if defaults.get(name, object()) != value)
+            if extra:
+                raise TypeError(f"pass the settings to the Monitor, not beside it: {', '.join(extra)}")
+            self._monitor: Monitor | None = monitor
+            self._arguments: dict[str, Any] = {}
+            return
+        # Keras warns and skips an epoch without the metric; so does the drop-in.
+        options.setdefault("on_missing", "skip")
+        self._arguments = dict(
+            monitor=monitor,
+            min_delta=min_delta,
+            patience=patience,
+            mode=mode,
+            baseline=baseline,
+            restore_best_weights=restore_best_weights,
+            start_from_epoch=start_from_epoch,
+            **options,
+        )
+        self._monitor = None if mode == "auto" and not _nameable(monitor) else Monitor(**self._arguments)
+
+    @property
+    def monitor(self) -> Monitor:
+        """The Monitor making the decisions (built at train begin when the mode comes from the model)."""
+        if self._monitor is None:
+            raise RuntimeError("the Monitor is built when training begins (mode='auto' asks the model's metrics)")
+        return self._monitor
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self._monitor is None:
+            self._monitor = Monitor(**{**self._arguments, "mode": self._mode_from_model()})
+        self._monitor.reset()
+        self.best_weights = None
+        self._stop_asked_restore = False
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        monitor = self.monitor
+        logs = logs or {}
+        lr = None
+        if monitor.plateau is not None:
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        decision = monitor.update(logs, epoch=epoch, lr=lr)
+        if decision.value is None and not decision.should_stop:
+            warnings.warn(f"{decision.monitor} is not in the logs; available: {', '.join(logs)}", stacklevel=2)
+        if decision.improved and monitor.restore_best_weights:
+            self.best_weights = self.model.get_weights()
+        if decision.lr is not None and decision.lr != lr:
+            self.model.optimizer.learning_rate = decision.lr
+            self._say(f"Epoch {epoch + 1}: learning rate set to {decision.lr:g}.")
+        if decision.should_stop:
+            self.model.stop_training = True
+            self._stop_asked_restore = decision.restore
+            log.info("early stopping: %s", decision.message)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        final = self.monitor.finish()
+        stopped = self.monitor.stopped_epoch
+        if stopped is not None:
+            self._say(f"Epoch {stopped + 1}: early stopping")
+        if (self._stop_asked_restore or final.restore) and self.best_weights is not None:
+            self._say(f"Restoring model weights from the end of the best epoch: {(final.best_epoch or 0) + 1}.")
+            self.model.set_weights(self.best_weights)
+
+    # Keras's attribute names, for code that reads them (0 before any, as in Keras).
+    @property
+    def best(self) -> float | None:
+        return self.monitor.best
+
+    @property
+    def best_epoch(self) -> int:
+        return self.monitor.best_epoch or 0
+
+    @property
+    def wait(self) -> int:
+        return self.monitor.wait
+
+    @property
+    def stopped_epoch(self) -> int:
+        return self.monitor.stopped_epoch or 0
+
+    def _say(self, line: str) -> None:
+        log.info(line)
+        if self.verbose > 0:
+            print(line)  # what Keras's io_utils.print_msg does outside interactive logging
+
+    def _mode_from_model(self) -> str:
+        """Keras's own way for names we cannot read: ask the compiled metrics for their direction."""
+        name = str(self._arguments["monitor"]).removeprefix("val_")
+        for metric in _flat_metrics(getattr(self.model, "metrics", [])):
+            if getattr(metric, "name", None) == name and hasattr(metric, "_direction"):
+                return "max" if metric._direction == "up" else "min"
+        Monitor(**self._arguments)  # raises the Monitor's own message, naming both fixes
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _nameable(monitor: Any) -> bool:
+    try:
+        infer_mode(monitor)
+    except (ValueError, AttributeError):
+        return not isinstance(monitor, str)  # not a name: let the Monitor raise its TypeError now
+    return True
+
+
+def _flat_metrics(metrics: list[Any]) -> list[Any]:
+    flat = []
+    for metric in metrics:
+        inner = getattr(metric, "metrics", None)
+        flat.extend(_flat_metrics(inner) if isinstance(inner, list) and inner is not metrics else [metric])
+    return flat

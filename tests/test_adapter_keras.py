@@ -1,0 +1,137 @@
+"""The Keras callback in a real ``keras.Model.fit`` (torch backend), beside Keras's own ``EarlyStopping``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+keras = pytest.importorskip("keras")
+
+from earlystop_core.adapters.keras import EarlyStoppingCallback  # noqa: E402
+
+from earlystop_core import Monitor, ReduceLROnPlateau  # noqa: E402
+
+EPOCHS = 25
+
+
+def data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A small noisy regression problem that overfits quickly, so stopping matters."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(64, 8)).astype("float32")
+    y = (x[:, :1] + 0.5 * rng.normal(size=(64, 1))).astype("float32")
+    return x[:32], y[:32], x[32:], y[32:]
+
+
+def fit(callback: Any, seed: int = 0, epochs: int = EPOCHS, lr: float = 0.05) -> tuple[int, list[np.ndarray], Any]:
+    """Train a fresh, identically initialised model; return epochs run, final weights, the model."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss="mse", metrics=["mae"])
+    x, y, xv, yv = data(seed)
+    history = model.fit(
+        x, y, validation_data=(xv, yv), epochs=epochs, batch_size=8, shuffle=False, callbacks=[callback], verbose=0
+    )
+    return len(history.history["loss"]), model.get_weights(), model
+
+
+KERAS_ARGUMENTS = [
+    {"patience": 2},
+    {"patience": 3, "restore_best_weights": True},
+    {"patience": 0, "min_delta": 0.01, "restore_best_weights": True},
+    {"monitor": "val_mae", "mode": "min", "patience": 2, "restore_best_weights": True},
+    {"patience": 4, "baseline": 0.3, "restore_best_weights": True},
+    {"patience": 2, "start_from_epoch": 3, "restore_best_weights": True},
+    {"monitor": "loss", "patience": 1, "restore_best_weights": True},
+    {"patience": 50, "restore_best_weights": True},  # never stops: restores at the end anyway
+]
+
+
+@pytest.mark.parametrize("arguments", KERAS_ARGUMENTS, ids=[str(a) for a in KERAS_ARGUMENTS])
+def test_drop_in_for_keras_early_stopping(arguments: dict[str, Any]) -> None:
+    ran_keras, weights_keras, _ = fit(keras.callbacks.EarlyStopping(**arguments))
+    ran_ours, weights_ours, _ = fit(EarlyStoppingCallback(**arguments))
+    assert ran_ours == ran_keras
+    for ours, theirs in zip(weights_ours, weights_keras, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_restores_when_another_callback_stops_training() -> None:
+    class StopAtFive(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            if epoch == 4:
+                self.model.stop_training = True
+
+    ours = EarlyStoppingCallback(patience=50, restore_best_weights=True)
+    keras.utils.set_random_seed(0)
+    x, y, xv, yv = data()
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), loss="mse")
+    snapshots: list[list[np.ndarray]] = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: snapshots.append(model.get_weights()))
+    model.fit(x, y, validation_data=(xv, yv), epochs=20, callbacks=[record, ours, StopAtFive()], verbose=0)
+    best = ours.monitor.best_epoch
+    assert best is not None
+    for restored, expected in zip(model.get_weights(), snapshots[best], strict=True):
+        np.testing.assert_array_equal(restored, expected)
+
+
+def test_an_instance_is_reusable_across_fits() -> None:
+    callback = EarlyStoppingCallback(patience=2, restore_best_weights=True)
+    first = fit(callback)[0]
+    second = fit(callback)[0]
+    assert first == second < EPOCHS
+
+
+def test_mode_auto_asks_the_model_for_metrics_it_cannot_name() -> None:
+    callback = EarlyStoppingCallback(monitor="val_mean_absolute_percentage_error", patience=2)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse", metrics=[keras.metrics.MeanAbsolutePercentageError()])
+    x, y, xv, yv = data()
+    model.fit(x, y, validation_data=(xv, yv), epochs=2, callbacks=[callback], verbose=0)
+    assert callback.monitor.mode == "min"
+
+
+def test_unknown_metric_name_without_a_model_direction_is_a_clear_error() -> None:
+    callback = EarlyStoppingCallback(monitor="val_widget", patience=2)
+    with pytest.raises(ValueError, match=r"mode='min'.*mode='max'"):
+        fit(callback, epochs=1)
+
+
+def test_missing_metric_warns_and_skips_like_keras() -> None:
+    callback = EarlyStoppingCallback(monitor="val_acc", mode="max", patience=1)
+    with pytest.warns(UserWarning, match="val_acc is not in the logs"):
+        ran, _, _ = fit(callback, epochs=3)
+    assert ran == 3
+
+
+def test_learning_rate_is_lowered_on_plateau_before_stopping() -> None:
+    monitor = Monitor(patience=2, plateau=ReduceLROnPlateau(patience=1, factor=0.5, min_lr=0.01), min_delta=1e-3)
+    callback = EarlyStoppingCallback(monitor)
+    _, _, model = fit(callback, epochs=40, lr=0.1)
+    lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    assert monitor.plateau is not None
+    if monitor.stopped_epoch is not None:
+        assert monitor.plateau.exhausted(lr)
+    assert monitor.plateau.reductions >= 1
+    assert lr < 0.1
+
+
+def test_verbose_lines_and_logging(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="earlystop_core.adapters.keras"):
+        ran, _, _ = fit(EarlyStoppingCallback(patience=1, verbose=1, restore_best_weights=True))
+    out = capsys.readouterr().out
+    assert ran < EPOCHS
+    assert f"Epoch {ran}: early stopping" in out
+    assert "Restoring model weights from the end of the best epoch" in out
+    assert any("early stopping" in record.getMessage() for record in caplog.records)
+
+
+def test_a_monitor_or_keyword_arguments_not_both() -> None:
+    with pytest.raises(TypeError, match="patience"):
+        EarlyStoppingCallback(Monitor(), patience=3)
