@@ -12,9 +12,8 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip("keras")
 
-from earlystop_core.adapters.keras import EarlyStoppingCallback  # noqa: E402
-
 from earlystop_core import Monitor, ReduceLROnPlateau  # noqa: E402
+from earlystop_core.adapters.keras import EarlyStoppingCallback  # noqa: E402
 
 EPOCHS = 25
 
