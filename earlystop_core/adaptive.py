@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
 from earlystop_core._json import float_from_json, float_to_json
@@ -98,6 +99,9 @@ class DynamicPatience(Rule):
     def explain(self) -> str:
         return f"no improvement for {self.patience} epoch(s) (dynamic patience, now {self.patience})"
 
+    def limit(self) -> float | None:
+        return self.patience
+
     def state(self) -> Any:
         return {"patience": self.patience, "best": float_to_json(self._best)}
 
@@ -134,22 +138,30 @@ class RelativePatience(Rule):
         if not 0 < share <= 1:
             raise ValueError(f"'fraction' must be in (0, 1], got {fraction!r}")
         self.fraction = share
+        # The fraction as written (0.07 is 7/100, not 0.07000000000000000666...), so that
+        # ceil(0.07 * 100) is 7: integer arithmetic on the decimal the user meant.
+        exact = Fraction(repr(share)).limit_denominator(10**9)
+        self._numerator, self._denominator = exact.numerator, exact.denominator
         self.minimum = check_int("minimum", minimum)
         self.maximum = None if maximum is None else check_int("maximum", maximum, minimum=self.minimum)
+        self._epoch = 0
 
-    def limit(self, epoch: int) -> int:
+    def limit_at(self, epoch: int) -> int:
         """The patience in force at ``epoch``."""
-        patience = max(self.minimum, math.ceil(self.fraction * (epoch + 1)))
+        patience = max(self.minimum, -(-self._numerator * (epoch + 1) // self._denominator))
         return patience if self.maximum is None else min(patience, self.maximum)
 
     def check(
         self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Mapping[str, Any]
     ) -> bool:
         self._epoch = epoch
-        return not improved and epoch > 0 and wait >= self.limit(epoch)
+        return not improved and epoch > 0 and wait >= self.limit_at(epoch)
 
     def spec(self) -> dict[str, Any]:
         return {"rule": "RelativePatience", "fraction": self.fraction, "minimum": self.minimum, "maximum": self.maximum}
 
     def explain(self) -> str:
-        return f"no improvement for {self.limit(self._epoch)} epoch(s), {self.fraction:.0%} of the epochs run"
+        return f"no improvement for {self.limit_at(self._epoch)} epoch(s), {self.fraction:.0%} of the epochs run"
+
+    def limit(self) -> float | None:
+        return self.limit_at(self._epoch)

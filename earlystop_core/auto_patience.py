@@ -106,6 +106,9 @@ class AutoPatience(Rule):
     def explain(self) -> str:
         return f"no improvement for {self.patience} epoch(s) (patience='auto')"
 
+    def limit(self) -> float | None:
+        return self.patience
+
     def state(self) -> Any:
         return {"patience": self.patience, "seen": [float_to_json(v) for v in self._seen]}
 

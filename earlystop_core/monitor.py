@@ -6,10 +6,12 @@ checked in Lightning's order. Values are compared as the peers compare them,
 in float32 (see ``_float32``). Internally every value is multiplied by a sign
 (+1 to minimise, -1 to maximise) so there is one code path: lower is better.
 
-Two bests are kept apart only when smoothing: the *tracked* best (of the
-smoothed value) drives patience and the rules, while the *kept* best (of the
-raw value) is the epoch whose weights are snapshotted and restored — measured
-on the dev curves, restoring the best smoothed epoch nearly doubles regret.
+Two bests are kept apart when smoothing or warming up (``best_from_epoch``):
+the *tracked* best (of the smoothed value, from ``best_from_epoch`` on) drives
+patience and the rules, while the *kept* best (of the raw value, over every
+monitored epoch) is the epoch whose weights are snapshotted and restored.
+Measured on the dev curves, restoring the best smoothed epoch nearly doubles
+regret, and barring warm-up epochs from being restored triples it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from earlystop_core.config import MonitorConfig
 from earlystop_core.decision import Decision, StopReason
 from earlystop_core.errors import MissingMetricError, StateError
 from earlystop_core.plateau import ReduceLROnPlateau
-from earlystop_core.rules import Rule
+from earlystop_core.rules import Rule, own_copy
 from earlystop_core.signals import WeightedScore
 from earlystop_core.state import MonitorState, dump_state, load_state
 
@@ -94,8 +96,9 @@ class Monitor:
             advances the epoch counter.
         min_delta_mode: ``"abs"`` (Keras) or ``"rel"``: improve by more than
             ``min_delta * abs(best)`` — right for negative metrics too.
-        best_from_epoch: Epochs before this one are seen (smoothing and rules
-            remember them, guards apply) but cannot become the best; unlike
+        best_from_epoch: Epochs before this one cannot become the best that
+            patience counts from (smoothing and rules still see them, guards
+            apply, and their weights are kept if they stay the lowest); unlike
             ``start_from_epoch``, which ignores them entirely.
         smoothing: EMA factor in [0, 1): patience and rules see
             ``ema = smoothing * ema + (1 - smoothing) * value``; the restored
@@ -130,6 +133,7 @@ class Monitor:
         "_best_from",
         "_best_signed",
         "_check_finite",
+        "_checks_inputs",
         "_delta",
         "_divergence",
         "_ema",
@@ -148,6 +152,7 @@ class Monitor:
         "_score",
         "_sign",
         "_smoothing",
+        "_split",
         "_start",
         "_stop_reason",
         "_stopped_epoch",
@@ -230,12 +235,20 @@ class Monitor:
         self._start = config.start_from_epoch
         self._best_from = config.best_from_epoch
         self._smoothing = config.smoothing
+        # Keep the best raw epoch apart from the tracked best when they can differ.
+        self._split = config.smoothing > 0 or config.best_from_epoch > 0
         self._restore = config.restore_best_weights
         self._check_finite = config.check_finite
         self._baseline = _signed(config.baseline, sign)
         self._goal = _signed(config.stopping_threshold, sign)
         self._divergence = _signed(config.divergence_threshold, sign)
         self._rule = _own_rule(config)
+        self._checks_inputs = self._rule is not None and (bool(self._rule.requires) or self._rule.takes_log)
+        if self._rule is not None and self._rule.takes_log and config.mode == "max":
+            raise ValueError(
+                f"{self._rule!r} takes logarithms of the monitored value, which needs a positive metric to "
+                f"minimise; {config.name!r} is maximised. Use log=False"
+            )
         self._plateau = None if config.plateau is None else copy.deepcopy(config.plateau)
         # Fixed patience runs inline (no rule object) when nothing else needs the slow path.
         self._patience = config.patience if isinstance(config.patience, int) else 0
@@ -325,8 +338,10 @@ class Monitor:
                 _check_logs(logs, key)
                 raise
             x = raw if type(raw) is float else coerce_metric(key, raw)
-        self._next_epoch = epoch + 1  # only now: an update that raises changes nothing
         s = x * self._sign
+        if self._checks_inputs:
+            self._check_rule_inputs(logs, s)
+        self._next_epoch = epoch + 1  # only now: an update that raises changes nothing
         self._restore_requested = False
 
         if s - s != 0.0 and self._check_finite:  # NaN and +-inf: x - x is NaN
@@ -337,7 +352,7 @@ class Monitor:
             limit = self._divergence
             if limit is not None and less32(limit, s):
                 return self._stop(epoch, x, _DIVERGENCE, False, self.config.divergence_threshold)
-        tracked = self._smooth(s) if self._smoothing else s
+        tracked = self._smooth(s) if self._smoothing and epoch >= self._start else s
 
         improved = False
         if epoch >= self._start:
@@ -352,7 +367,7 @@ class Monitor:
             adopted = improves and epoch >= self._best_from
             if adopted:
                 self._tracked = tracked
-                if self._smoothing:
+                if self._split:
                     improved = self._keep_raw_best(x, s, epoch)
                 else:
                     self._best = x
@@ -361,7 +376,7 @@ class Monitor:
                     improved = True
                 if self._beats_baseline(tracked):
                     self._wait = 0
-            elif self._smoothing and epoch >= self._best_from:
+            elif self._split:
                 improved = self._keep_raw_best(x, s, epoch)
             rule = self._rule
             if rule is None:
@@ -375,10 +390,12 @@ class Monitor:
                 ):
                     return self._stop(epoch, x, _PATIENCE, improved, self._patience)
             elif (
-                rule.check(epoch, tracked, self._tracked, self._wait, adopted, logs) and not reached and not self._hold
+                rule.check(epoch, tracked, self._tracked, self._wait, adopted, logs)
+                and not (reached or self._hold)
+                and self._tracked is not None  # as for patience: no stop before a best exists
             ):
                 fired = rule.firing()
-                return self._stop(epoch, x, fired.reason, improved, None, fired.explain())
+                return self._stop(epoch, x, fired.reason, improved, fired.limit(), fired.explain())
         if reached:
             return self._stop(epoch, x, _THRESHOLD, improved, self.config.stopping_threshold)
         # tuple.__new__ skips NamedTuple's Python-level __new__: a third of the cost.
@@ -446,6 +463,7 @@ class Monitor:
                     "a Monitor with a plateau needs the learning rate: pass update(logs, lr=optimizer_lr) "
                     "(at least on the first epoch)"
                 )
+        self._check_inputs(logs)  # before the plateau counts the epoch: a bad epoch changes nothing
         next_lr = plateau.update(logs, lr)
         self._hold = plateau.last_reduced or not plateau.exhausted(next_lr)
         previous, self._lr = self._lr, next_lr
@@ -454,10 +472,44 @@ class Monitor:
         except BaseException:
             self._lr = previous
             raise
-        if not plateau.last_reduced:
+        if not plateau.last_reduced or decision.should_stop:
             return decision
         self._wait = 0  # the new rate gets a full patience
         return decision._replace(wait=0, detail=f"learning rate lowered to {next_lr:g}")
+
+    def _check_inputs(self, logs: Mapping[str, Any]) -> None:
+        """Raise now whatever ``_update`` would raise on these logs, changing nothing."""
+        key = self._key
+        if key is None:
+            assert self._score is not None
+            try:
+                x = self._score.read(logs)
+            except MissingMetricError:
+                if self.config.on_missing == "raise":
+                    raise
+                return
+        else:
+            if not isinstance(logs, Mapping):
+                _check_logs(logs, key)
+            if key not in logs:
+                if self.config.on_missing == "raise":
+                    raise MissingMetricError(key, logs.keys())
+                return
+            x = coerce_metric(key, logs[key])
+        if self._checks_inputs:
+            self._check_rule_inputs(logs, x * self._sign)
+
+    def _check_rule_inputs(self, logs: Mapping[str, Any], s: float) -> None:
+        rule = self._rule
+        assert rule is not None
+        for name in rule.requires:
+            if name not in logs:
+                raise MissingMetricError(name, logs.keys())
+            coerce_metric(name, logs[name])
+        if rule.takes_log and s < 0:
+            raise ValueError(
+                f"{rule!r} takes logarithms of {self._name}, which must be >= 0, got {s * self._sign!r}; use log=False"
+            )
 
     def _smooth(self, s: float) -> float:
         ema = self._ema
@@ -667,11 +719,7 @@ def _own_rule(config: MonitorConfig) -> Rule | None:
 
         assert config.max_epochs is not None
         return AutoPatience(config.max_epochs, config.n_samples)
-    if config.rule is None:
-        return None
-    rule = copy.deepcopy(config.rule)
-    rule.reset()
-    return rule
+    return None if config.rule is None else own_copy(config.rule)
 
 
 def _signed(value: float | None, sign: float) -> float | None:

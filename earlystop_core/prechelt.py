@@ -129,6 +129,7 @@ class PQ(Rule):
         if not isinstance(train_monitor, str) or not train_monitor:
             raise TypeError(f"'train_monitor' must be a non-empty metric name, got {train_monitor!r}")
         self.train_monitor = train_monitor
+        self.requires = frozenset({train_monitor})
         self.reset()
 
     def reset(self) -> None:

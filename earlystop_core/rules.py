@@ -13,6 +13,7 @@ is always better, and ``best`` is the monitor's best in the same form.
 from __future__ import annotations
 
 import abc
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +34,12 @@ class Rule(abc.ABC):
 
     #: The reason reported when this rule stops training.
     reason: StopReason = StopReason.CRITERION_MET
+    #: Metrics the rule reads from the logs besides the monitored one; the
+    #: Monitor checks them before it changes anything, so a bad epoch raises
+    #: without leaving the monitor half-updated.
+    requires: frozenset[str] = frozenset()
+    #: Whether the rule takes logarithms of the value it sees (which must then be >= 0).
+    takes_log: bool = False
 
     @abc.abstractmethod
     def check(
@@ -64,12 +71,18 @@ class Rule(abc.ABC):
         """The rule that decided the last stop (itself, or a part of a composition)."""
         return self
 
+    def limit(self) -> float | None:
+        """The patience in force, for patience-like rules (reported as ``Decision.limit``)."""
+        return None
+
     def __or__(self, other: Rule) -> Rule:
+        _check_rule(other, "|")
         if other is never:
             return self
         return other if self is never else AnyOf(self, other)
 
     def __and__(self, other: Rule) -> Rule:
+        _check_rule(other, "&")
         if self is never or other is never:
             return never
         return AllOf(self, other)
@@ -131,6 +144,9 @@ class Patience(Rule):
     def explain(self) -> str:
         return f"no improvement for {self.patience} epoch(s) (Patience({self.patience}))"
 
+    def limit(self) -> float | None:
+        return self.patience
+
     def __repr__(self) -> str:
         return f"Patience({self.patience})"
 
@@ -147,6 +163,8 @@ class _Composite(Rule):
                 raise TypeError(f"{type(self).__name__} combines Rule objects, got {type(rule).__name__} ({rule!r})")
             parts.extend(rule.rules if isinstance(rule, _Composite) and type(rule) is type(self) else [rule])
         self.rules = tuple(parts)
+        self.requires = frozenset().union(*(rule.requires for rule in parts))
+        self.takes_log = any(rule.takes_log for rule in parts)
         self._fired: Rule = self
 
     def spec(self) -> dict[str, Any]:
@@ -221,3 +239,34 @@ class AllOf(_Composite):
 
     def firing(self) -> Rule:
         return self
+
+
+def own_copy(rule: Rule) -> Rule:
+    """A private, reset copy of ``rule`` in which every part is a distinct object.
+
+    ``copy.deepcopy`` keeps aliasing, so a rule object used twice in one
+    composition (``s | (p & s)``) would become one shared part that sees every
+    epoch twice; here each use gets its own copy.
+
+    Example:
+        >>> s = Patience(3)
+        >>> mine = own_copy(s | s)
+        >>> mine.rules[0] is mine.rules[1]
+        False
+    """
+    return _distinct(copy.deepcopy(rule), set())
+
+
+def _distinct(rule: Rule, seen: set[int]) -> Rule:
+    if id(rule) in seen:
+        rule = copy.deepcopy(rule)
+    seen.add(id(rule))
+    if isinstance(rule, _Composite):
+        rule.rules = tuple(_distinct(part, seen) for part in rule.rules)
+    rule.reset()
+    return rule
+
+
+def _check_rule(other: object, operator: str) -> None:
+    if not isinstance(other, Rule):
+        raise TypeError(f"{operator} combines stopping rules, got {type(other).__name__} ({other!r})")

@@ -29,7 +29,8 @@ class WeightedScore:
     0.3 * val_loss``). With ``normalize="initial"`` each metric is divided by
     the magnitude of its first value, so metrics on different scales count by
     their relative change: a loss falling from 2.0 to 1.0 weighs as much as an
-    accuracy rising from 0.4 to 0.6: both change by 50%.
+    accuracy rising from 0.4 to 0.6: both change by 50%. A metric whose first
+    value is 0 cannot be scaled by it and is left in its own units.
 
     Example:
         >>> score = WeightedScore({"val_accuracy": 0.7, "val_loss": 0.3})
@@ -123,13 +124,14 @@ class WeightedScore:
 
 
 def _scales_from(values: Mapping[str, float]) -> dict[str, float]:
+    """Each metric's first magnitude; a metric starting at 0 (an accuracy of 0) is left unscaled."""
     scales = {}
     for name, value in values.items():
         scale = abs(value)
-        if not math.isfinite(scale) or scale == 0.0:
+        if not math.isfinite(scale):
             raise ValueError(
                 f"normalize='initial' divides each metric by its first value, but {name!r} starts at {value!r}; "
                 "use normalize=None and weights that reflect the metrics' scales"
             )
-        scales[name] = scale
+        scales[name] = scale if scale > 0.0 else 1.0
     return scales

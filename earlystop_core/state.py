@@ -95,7 +95,7 @@ def _check_consistent(config: MonitorConfig, state: MonitorState) -> None:
     last = state.next_epoch - 1
     if state.wait > state.next_epoch:
         raise StateError(f"corrupt Monitor state: 'wait' ({state.wait}) exceeds the epochs seen ({state.next_epoch})")
-    first = max(config.start_from_epoch, config.best_from_epoch)
+    first = config.start_from_epoch  # warm-up (best_from_epoch) epochs can still be the kept best
     if state.best_epoch is not None and state.best_epoch < first:
         raise StateError(f"corrupt Monitor state: 'best_epoch' ({state.best_epoch}) is before epoch {first}")
     if config.check_finite and state.best is not None and not math.isfinite(state.best):

@@ -19,7 +19,8 @@ class Stalled(Rule):
     whether the run is still going anywhere. With ``log=True`` the means are of
     ``log(value)`` (a positive loss, falling by ratios), so late, small
     improvements of a loss still count. Values are signed (lower is better), so
-    ``log=True`` needs a positive minimised metric. On the dev curves,
+    ``log=True`` needs a non-negative minimised metric (a loss of exactly 0
+    counts as ``log 0 = -inf``: two windows of it are a stall). On the dev curves,
     ``Patience(20) | (Patience(14) & Stalled(10, log=True))`` saved more epochs
     than patience 20 at the same regret (see the rules evidence in the docs).
 
@@ -32,6 +33,7 @@ class Stalled(Rule):
     def __init__(self, window: int = 10, log: bool = False) -> None:
         self.window = check_int("window", window, minimum=1)
         self.log = check_bool("log", log)
+        self.takes_log = self.log
         self.reset()
 
     def reset(self) -> None:
@@ -42,11 +44,12 @@ class Stalled(Rule):
         self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Mapping[str, Any]
     ) -> bool:
         if self.log:
-            if not value > 0:
+            if value < 0:
                 raise ValueError(
-                    f"Stalled(log=True) takes logarithms of a positive minimised metric, got {value!r}; use log=False"
+                    f"Stalled(log=True) takes logarithms of a non-negative minimised metric, got {value!r}; "
+                    "use log=False"
                 )
-            value = math.log(value)
+            value = math.log(value) if value > 0 else -math.inf  # a loss of exactly 0: as low as it gets
         recent = self._recent
         recent.append(value)
         if len(recent) > 2 * self.window:
