@@ -30,7 +30,7 @@ class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
     (``check_finite=False`` for Keras's rule), and ``mode="auto"`` also
     understands names such as ``val_f1`` or ``val_auc``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
         >>> model.compile(optimizer="sgd", loss="mse")

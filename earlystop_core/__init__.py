@@ -3,7 +3,7 @@
 Feed one dict of metrics per epoch to a :class:`Monitor`; it returns a
 :class:`Decision`: continue or stop, snapshot now, restore the best weights.
 
-Example:
+Examples:
     >>> from earlystop_core import Monitor
     >>> m = Monitor(monitor="val_loss", patience=2)
     >>> [m.update({"val_loss": v}).should_stop for v in [3.0, 2.0, 2.5, 2.4]]

@@ -26,7 +26,7 @@ _SAFE_MAGNITUDE = 3.4e38
 def to_float32(value: float) -> float:
     """Round a double to the nearest float32 (ties to even), as a double.
 
-    Example:
+    Examples:
         >>> to_float32(0.1)
         0.10000000149011612
         >>> to_float32(1e39)
@@ -43,7 +43,7 @@ def to_float32(value: float) -> float:
 def less32(a: float, b: float) -> bool:
     """Whether ``a < b`` once both are rounded to float32.
 
-    Example:
+    Examples:
         >>> 0.7 + 0.1 < 0.8, less32(0.7 + 0.1, 0.8)
         (True, False)
     """

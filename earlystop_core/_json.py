@@ -21,7 +21,7 @@ _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 def float_to_json(value: float | None) -> float | str | None:
     """A float as strict JSON: ``"nan"``, ``"inf"`` and ``"-inf"`` as strings.
 
-    Example:
+    Examples:
         >>> float_to_json(float("-inf")), float_to_json(0.5)
         ('-inf', 0.5)
     """
@@ -33,7 +33,7 @@ def float_to_json(value: float | None) -> float | str | None:
 def float_from_json(value: Any, what: str) -> float | None:
     """The inverse of :func:`float_to_json`; ``what`` names the field in errors.
 
-    Example:
+    Examples:
         >>> float_from_json("nan", "best")
         nan
     """
@@ -56,7 +56,7 @@ def open_envelope(
 ) -> Mapping[str, Any]:
     """Check a saved state's envelope against the loading object; return its ``state`` section.
 
-    Example:
+    Examples:
         >>> open_envelope({"format": "x"}, "earlystop_core.Monitor", 1, {})
         Traceback (most recent call last):
         ...

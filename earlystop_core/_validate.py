@@ -10,7 +10,7 @@ from typing import Any
 def check_int(name: str, value: Any, minimum: int = 0) -> int:
     """Return ``value`` as an int if it is an integer ``>= minimum``.
 
-    Example:
+    Examples:
         >>> check_int("patience", -1)
         Traceback (most recent call last):
         ...
@@ -26,7 +26,7 @@ def check_int(name: str, value: Any, minimum: int = 0) -> int:
 def check_real(name: str, value: Any, optional: bool = False) -> float | None:
     """Return ``value`` as a finite float (or None when ``optional``).
 
-    Example:
+    Examples:
         >>> check_real("min_delta", float("nan"))
         Traceback (most recent call last):
         ...
@@ -46,7 +46,7 @@ def check_real(name: str, value: Any, optional: bool = False) -> float | None:
 def check_bool(name: str, value: Any) -> bool:
     """Return ``value`` if it is a bool.
 
-    Example:
+    Examples:
         >>> check_bool("restore_best_weights", 1)
         Traceback (most recent call last):
         ...
@@ -60,7 +60,7 @@ def check_bool(name: str, value: Any) -> bool:
 def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> Any:
     """Return ``value`` if it is one of ``choices``.
 
-    Example:
+    Examples:
         >>> check_choice("on_missing", "ignore", ("raise", "skip"))
         Traceback (most recent call last):
         ...

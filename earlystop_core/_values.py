@@ -14,7 +14,7 @@ from typing import Any
 def coerce_metric(key: str, value: Any) -> float:
     """Return ``value`` as a float, or raise a ``TypeError`` naming ``key``.
 
-    Example:
+    Examples:
         >>> coerce_metric("val_loss", 3)
         3.0
         >>> coerce_metric("val_loss", "0.3")

@@ -31,7 +31,7 @@ class DynamicPatience(Rule):
     Training stops on a non-improving epoch once ``wait`` reaches the current
     patience — never later than ``maximum`` epochs after the last improvement.
 
-    Example:
+    Examples:
         >>> rule = DynamicPatience(initial=4, minimum=2, maximum=8, grow=2, shrink=1)
         >>> _ = rule.check(0, 1.0, 1.0, 0, True, {})         # first value: no previous best
         >>> _ = rule.check(1, 0.5, 0.5, 0, True, {})         # 50% better: patience 4 -> 6
@@ -122,7 +122,7 @@ class RelativePatience(Rule):
     early in training a short plateau is enough, late in a long run the rule
     waits longer, in proportion.
 
-    Example:
+    Examples:
         >>> rule = RelativePatience(fraction=0.25, minimum=3)
         >>> rule.check(epoch=39, value=1.0, best=0.9, wait=9, improved=False, logs={})
         False

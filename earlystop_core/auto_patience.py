@@ -32,7 +32,7 @@ def suggest_patience(max_epochs: int, n_samples: int | None = None, volatility: 
     then raised by up to 100% in proportion to ``volatility`` (the share of
     early epochs that got worse, in [0, 1]); never more than ``max_epochs``.
 
-    Example:
+    Examples:
         >>> suggest_patience(100), suggest_patience(100, n_samples=5_000), suggest_patience(100, 500_000)
         (15, 15, 10)
         >>> suggest_patience(200, n_samples=5_000, volatility=0.5)
@@ -56,7 +56,7 @@ def suggest_patience(max_epochs: int, n_samples: int | None = None, volatility: 
 def volatility(values: Sequence[float]) -> float:
     """The share of steps that went the wrong way (values signed: lower is better).
 
-    Example:
+    Examples:
         >>> volatility([1.0, 0.8, 0.9, 0.7, 0.75])
         0.5
     """
@@ -73,7 +73,7 @@ class AutoPatience(Rule):
     ``max_epochs`` and ``n_samples`` alone; from then on it also counts the
     measured volatility, and stays fixed.
 
-    Example:
+    Examples:
         >>> rule = AutoPatience(max_epochs=100, n_samples=5_000)
         >>> rule.patience
         15

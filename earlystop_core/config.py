@@ -24,7 +24,7 @@ class MonitorConfig:
     ``monitor``, ``mode`` is the direction of the combined score and
     ``metric_modes`` those of its metrics.
 
-    Example:
+    Examples:
         >>> MonitorConfig.build(monitor="val_accuracy", min_delta=-0.01).mode
         'max'
     """

@@ -19,7 +19,7 @@ Curve = dict[str, list[float]]
 def sample_curves_path() -> Path:
     """The bundled sample: 120 real runs from the dev bank (12 per problem).
 
-    Example:
+    Examples:
         >>> sample_curves_path().name
         'sample_curves.csv.gz'
     """
@@ -32,7 +32,7 @@ def load_curves(path: str | Path) -> dict[str, Curve]:
     Epochs of each run must be 0, 1, 2, ... in order; empty cells and ``nan``
     are read as NaN. Errors name the file, line and column.
 
-    Example:
+    Examples:
         >>> curves = load_curves(sample_curves_path())
         >>> len(curves), sorted(curves["0"])[:3]
         (120, ['accuracy', 'loss', 'test_accuracy'])
@@ -87,7 +87,7 @@ def _parse_value(path: Path, line: int, column: int, cell: str) -> float:
 def epochs(curve: Curve) -> Iterator[dict[str, float]]:
     """The curve as one logs dict per epoch, as a training loop would log them.
 
-    Example:
+    Examples:
         >>> next(epochs({"val_loss": [0.5, 0.4], "loss": [0.9, 0.8]}))
         {'val_loss': 0.5, 'loss': 0.9}
     """

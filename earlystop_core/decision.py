@@ -46,7 +46,7 @@ class Decision(NamedTuple):
         lr: The learning rate to use from the next epoch on, when the monitor
             coordinates a learning-rate schedule (None otherwise).
 
-    Example:
+    Examples:
         >>> from earlystop_core import Monitor
         >>> m = Monitor(monitor="val_loss", patience=1)
         >>> m.update({"val_loss": 0.5}).improved

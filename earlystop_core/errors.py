@@ -12,7 +12,7 @@ class MissingMetricError(KeyError):
     A ``KeyError`` subclass, so ``except KeyError`` keeps working; its message
     lists the keys that were logged and the closest one to what was asked.
 
-    Example:
+    Examples:
         >>> raise MissingMetricError("val_los", ["loss", "val_loss"])
         Traceback (most recent call last):
         ...

@@ -106,7 +106,7 @@ _SEPARATOR = re.compile(r"[^a-z0-9]+")
 def infer_mode(monitor: str) -> Mode:
     """Return ``"min"`` or ``"max"`` for a metric name, or raise ``ValueError``.
 
-    Example:
+    Examples:
         >>> infer_mode("val_loss"), infer_mode("val_sparse_categorical_accuracy")
         ('min', 'max')
         >>> infer_mode("val_dice_loss")
@@ -133,7 +133,7 @@ def infer_mode(monitor: str) -> Mode:
 def resolve_mode(mode: object, monitor: str) -> Mode:
     """Validate ``mode`` and resolve ``"auto"`` from the metric name.
 
-    Example:
+    Examples:
         >>> resolve_mode("auto", "val_accuracy")
         'max'
         >>> resolve_mode("mni", "val_loss")

@@ -118,7 +118,7 @@ class Monitor:
             (``min_lr`` reached or ``max_reductions`` made). Pass the
             optimizer's rate as ``update(logs, lr=...)``.
 
-    Example:
+    Examples:
         >>> m = Monitor(monitor="val_loss", patience=2, restore_best_weights=True)
         >>> for loss in [0.9, 0.7, 0.8, 0.75]:
         ...     decision = m.update({"val_loss": loss})
@@ -257,7 +257,7 @@ class Monitor:
     def reset(self) -> None:
         """Forget everything seen so far, as at construction (reuse across runs).
 
-        Example:
+        Examples:
             >>> m = Monitor(patience=0)
             >>> _ = m.update({"val_loss": 1.0}); _ = m.update({"val_loss": 2.0})
             >>> m.reset(); m.best is None and m.wait == 0
@@ -300,7 +300,7 @@ class Monitor:
             MissingMetricError: The metric is absent and ``on_missing="raise"``.
             TypeError: ``logs`` is not a mapping, or the value is not a number.
 
-        Example:
+        Examples:
             >>> m = Monitor(monitor="val_accuracy", patience=1)
             >>> m.update({"val_accuracy": 0.8}, epoch=10).improved
             True
@@ -427,7 +427,7 @@ class Monitor:
         also covers training that ran to its last epoch or was stopped by
         something else.
 
-        Example:
+        Examples:
             >>> m = Monitor(patience=5, restore_best_weights=True)
             >>> for loss in [0.5, 0.4, 0.45]:
             ...     _ = m.update({"val_loss": loss})
@@ -648,7 +648,7 @@ class Monitor:
     def state_dict(self) -> dict[str, Any]:
         """The whole state as strict JSON (no NaN or Infinity tokens), versioned.
 
-        Example:
+        Examples:
             >>> import json
             >>> m = Monitor(patience=3)
             >>> _ = m.update({"val_loss": 0.5})

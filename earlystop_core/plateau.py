@@ -57,7 +57,7 @@ class ReduceLROnPlateau:
         reductions: How many reductions so far.
         last_reduced: Whether the last :meth:`update` reduced the rate.
 
-    Example:
+    Examples:
         >>> p = ReduceLROnPlateau(patience=1, factor=0.5, min_lr=0.2)
         >>> lr = 1.0
         >>> for loss in [0.9, 0.8, 0.8, 0.8, 0.8, 0.8]:
@@ -113,7 +113,7 @@ class ReduceLROnPlateau:
             MissingMetricError: The metric is absent and ``on_missing="raise"``.
             ValueError: ``lr`` is not a finite number > 0.
 
-        Example:
+        Examples:
             >>> p = ReduceLROnPlateau(monitor="val_acc", patience=2, factor=0.5)
             >>> [p.update({"val_acc": acc}, 0.1) for acc in [0.7, 0.8, 0.8, 0.79]]
             [0.1, 0.1, 0.1, 0.05]
@@ -149,7 +149,7 @@ class ReduceLROnPlateau:
         That is when ``lr`` is not above ``min_lr`` in float32 (Keras's test:
         its optimizer holds the rate in float32), or ``max_reductions`` is reached.
 
-        Example:
+        Examples:
             >>> ReduceLROnPlateau(min_lr=0.1).exhausted(0.1 + 1e-12)
             True
         """
@@ -169,7 +169,7 @@ class ReduceLROnPlateau:
     def state_dict(self) -> dict[str, Any]:
         """The whole state as strict, versioned JSON (no NaN or Infinity tokens).
 
-        Example:
+        Examples:
             >>> import json
             >>> p = ReduceLROnPlateau(patience=0, factor=0.5)
             >>> lr = p.update({"val_loss": 1.0}, 0.1)

@@ -24,7 +24,7 @@ from earlystop_core.rules import Rule
 def generalization_loss(value: float, best: float | None) -> float:
     """``GL = 100 * (E_va / E_opt - 1)`` in percent, for signed values (lower is better).
 
-    Example:
+    Examples:
         >>> generalization_loss(1.1, 1.0)
         10.000000000000009
         >>> generalization_loss(-0.9, -1.0)  # an accuracy of 0.9 after a best of 1.0
@@ -42,7 +42,7 @@ def _strip_end(epoch: int, strip: int) -> bool:
 class GL(Rule):
     """Generalisation loss: stop at the first epoch with ``GL > alpha`` percent.
 
-    Example:
+    Examples:
         >>> rule = GL(alpha=5)
         >>> rule.check(epoch=9, value=1.06, best=1.0, wait=3, improved=False, logs={})
         True
@@ -68,7 +68,7 @@ class GL(Rule):
 class UP(Rule):
     """Stop when the value got worse at the end of ``strips`` successive strips of ``strip`` epochs.
 
-    Example:
+    Examples:
         >>> rule = UP(strips=2, strip=2)
         >>> [rule.check(t, v, None, 0, False, {}) for t, v in enumerate([1.0, 0.9, 0.95, 1.0, 1.0, 1.1])]
         [False, False, False, False, False, True]
@@ -115,7 +115,7 @@ class PQ(Rule):
     is checked at the end of each strip; a training loss that no longer moves
     (``P_k = 0``) with any generalisation loss stops.
 
-    Example:
+    Examples:
         >>> rule = PQ(alpha=0.5, strip=2)
         >>> rule.check(0, 1.0, 1.0, 0, True, {"loss": 0.5})
         False

@@ -22,7 +22,7 @@ Monitor users run). Compare two rules run by run with
 :func:`paired_bootstrap`: regret is heavy-tailed, so unpaired means differ by
 noise.
 
-Example:
+Examples:
     >>> from earlystop_core import Monitor
     >>> curve = {"val_loss": [1.0, 0.8, 0.9, 0.95, 0.7], "test_accuracy": [0.5, 0.7, 0.65, 0.6, 0.8]}
     >>> r = replay_run(curve, lambda: Monitor(patience=2, restore_best_weights=True))
@@ -100,7 +100,7 @@ def best_epoch(values: Sequence[float], mode: str = "min") -> int:
     Raises:
         ValueError: No value is finite.
 
-    Example:
+    Examples:
         >>> best_epoch([0.5, 0.3, 0.3, 0.4]), best_epoch([0.5, 0.7, 0.7], "max")
         (1, 1)
     """
@@ -149,7 +149,7 @@ def replay_run(
         ValueError: The curve has no epochs, or the oracle's quantity is never finite.
         KeyError: The target (or reference) is not in the curve.
 
-    Example:
+    Examples:
         A run that never stops, without and with restoring the best weights
         (a loss as target: lower is better, and regret is still positive = worse):
 
@@ -211,7 +211,7 @@ def replay(
             value, a missing metric); compare ``len(result)`` with the number
             of runs, and the ``run`` fields, to see which.
 
-    Example:
+    Examples:
         >>> curves = {"a": {"val_loss": [1.0, 0.9, 1.2, 1.3], "test_accuracy": [0.5, 0.6, 0.55, 0.5]},
         ...           "b": {"val_loss": [1.0, 0.8, 0.7, 0.6], "test_accuracy": [0.5, 0.6, 0.7, 0.8]}}
         >>> results = replay(curves, lambda: Monitor(patience=1, restore_best_weights=True))
@@ -239,7 +239,7 @@ def replay(
 def summarize(results: Iterable[RunResult]) -> Summary:
     """Means over runs: epochs run, share of epochs saved, regret and gain.
 
-    Example:
+    Examples:
         >>> r = RunResult("a", epochs=10, stop=4, stopped=True, kept=2, oracle=3, saved=0.5, regret=0.02, gain=0.01)
         >>> summarize([r, dataclasses.replace(r, stop=9, saved=0.0, regret=0.0, gain=0.03)])
         Summary(runs=2, epochs_run=7.5, saved=0.25, regret=0.01, gain=0.02)
@@ -269,7 +269,7 @@ def paired_bootstrap(
     Returns:
         ``(mean difference, low, high)``.
 
-    Example:
+    Examples:
         >>> mean, low, high = paired_bootstrap([0.1, 0.0, 0.3, 0.2], [0.0, 0.0, 0.1, 0.1])
         >>> round(mean, 3), low <= mean <= high
         (0.1, True)

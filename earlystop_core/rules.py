@@ -25,7 +25,7 @@ from earlystop_core.errors import StateError
 class Rule(abc.ABC):
     """A stopping rule. Combine rules with ``|`` (any) and ``&`` (all).
 
-    Example:
+    Examples:
         >>> from earlystop_core.prechelt import UP
         >>> rule = Patience(20) | (Patience(5) & UP(strips=2))
         >>> rule
@@ -123,7 +123,7 @@ class Patience(Rule):
     ``baseline``, from the first monitored epoch until it is beaten), and
     epoch 0 never stops, so ``Patience(0)`` acts as ``Patience(1)``.
 
-    Example:
+    Examples:
         >>> Patience(3).check(epoch=5, value=1.0, best=0.5, wait=3, improved=False, logs={})
         True
     """
@@ -195,7 +195,7 @@ class AnyOf(_Composite):
 
     ``never`` is the identity of ``|``:
 
-    Example:
+    Examples:
         >>> Patience(3) | never
         Patience(3)
     """
@@ -219,7 +219,7 @@ class AllOf(_Composite):
 
     ``never`` absorbs ``&``:
 
-    Example:
+    Examples:
         >>> (Patience(3) & never) is never
         True
     """
@@ -248,7 +248,7 @@ def own_copy(rule: Rule) -> Rule:
     composition (``s | (p & s)``) would become one shared part that sees every
     epoch twice; here each use gets its own copy.
 
-    Example:
+    Examples:
         >>> s = Patience(3)
         >>> mine = own_copy(s | s)
         >>> mine.rules[0] is mine.rules[1]

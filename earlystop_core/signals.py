@@ -32,7 +32,7 @@ class WeightedScore:
     accuracy rising from 0.4 to 0.6: both change by 50%. A metric whose first
     value is 0 cannot be scaled by it and is left in its own units.
 
-    Example:
+    Examples:
         >>> score = WeightedScore({"val_accuracy": 0.7, "val_loss": 0.3})
         >>> score.mode, round(score.read({"val_accuracy": 0.9, "val_loss": 0.5}), 6)
         ('max', 0.48)

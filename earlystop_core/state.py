@@ -65,7 +65,7 @@ def dump_state(config: MonitorConfig, state: MonitorState) -> dict[str, Any]:
 def load_state(config: MonitorConfig, saved: Mapping[str, Any] | str) -> MonitorState:
     """Check a saved state against ``config`` and return it, or raise ``StateError``.
 
-    Example:
+    Examples:
         >>> load_state(MonitorConfig(), {"format": "something else"})
         Traceback (most recent call last):
         ...

@@ -24,7 +24,7 @@ class Stalled(Rule):
     ``Patience(20) | (Patience(14) & Stalled(10, log=True))`` saved more epochs
     than patience 20 at the same regret (see the rules evidence in the docs).
 
-    Example:
+    Examples:
         >>> rule = Stalled(window=2)
         >>> [rule.check(t, v, None, 0, False, {}) for t, v in enumerate([4.0, 3.0, 2.0, 2.5, 2.2, 2.6])]
         [False, False, False, False, False, True]
