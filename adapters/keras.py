@@ -56,6 +56,7 @@ class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.verbose = verbose
         self.best_weights: list[Any] | None = None
         self._stop_asked_restore = False
+        self._resume_from: dict[str, Any] | None = None
         if isinstance(monitor, Monitor):
             given = {"min_delta": min_delta, "patience": patience, "mode": mode, "baseline": baseline}
             given.update(restore_best_weights=restore_best_weights, start_from_epoch=start_from_epoch, **options)
@@ -94,6 +95,10 @@ class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._monitor.reset()
         self.best_weights = None
         self._stop_asked_restore = False
+        if self._resume_from is not None:  # a state loaded for this fit: applied after the reset
+            self._monitor.load_state_dict(self._resume_from["monitor"])
+            self.best_weights = self._resume_from["best_weights"]
+            self._resume_from = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         monitor = self.monitor
@@ -101,6 +106,7 @@ class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
         lr = None
         if monitor.plateau is not None:
             lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            logs["learning_rate"] = lr  # as Keras's ReduceLROnPlateau logs it, for the History
         decision = monitor.update(logs, epoch=epoch, lr=lr)
         if decision.value is None and not decision.should_stop:
             warnings.warn(f"{decision.monitor} is not in the logs; available: {', '.join(logs)}", stacklevel=2)
@@ -122,6 +128,19 @@ class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if (self._stop_asked_restore or final.restore) and self.best_weights is not None:
             self._say(f"Restoring model weights from the end of the best epoch: {(final.best_epoch or 0) + 1}.")
             self.model.set_weights(self.best_weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The monitor's state (strict JSON) and the kept best weights (numpy arrays), for checkpoints.
+
+        Resume with :meth:`load_state_dict` before ``model.fit(..., initial_epoch=N)``.
+        """
+        return {"monitor": self.monitor.state_dict(), "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` in the next ``fit`` (applied right after its reset)."""
+        if not isinstance(state, dict) or set(state) != {"monitor", "best_weights"}:
+            raise ValueError("a saved EarlyStoppingCallback state is the dict from state_dict()")
+        self._resume_from = state
 
     # Keras's attribute names, for code that reads them (0 before any, as in Keras).
     @property

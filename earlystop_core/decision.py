@@ -13,8 +13,8 @@ from typing import NamedTuple
 class StopReason(enum.Enum):
     """Why training was (or was not) told to stop.
 
-    The first five values are Lightning's ``EarlyStoppingReason`` strings, so
-    logs and dashboards that read one can read the other.
+    The first five members are named as Lightning's ``EarlyStoppingReason``
+    members (Lightning's values are ints; ours are the lower-case names).
     """
 
     NOT_STOPPED = "not_stopped"

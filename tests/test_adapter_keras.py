@@ -134,3 +134,43 @@ def test_verbose_lines_and_logging(capsys: pytest.CaptureFixture[str], caplog: p
 def test_a_monitor_or_keyword_arguments_not_both() -> None:
     with pytest.raises(TypeError, match="patience"):
         EarlyStoppingCallback(Monitor(), patience=3)
+
+
+def test_resuming_a_fit_continues_the_same_decisions() -> None:
+    """Two fits (state saved and loaded between them, initial_epoch set) stop as one uninterrupted fit."""
+    ran_whole, weights_whole, _ = fit(EarlyStoppingCallback(patience=2))
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.05), loss="mse", metrics=["mae"])
+    x, y, xv, yv = data(0)
+    half = 3
+    first = EarlyStoppingCallback(patience=2)
+    model.fit(x, y, validation_data=(xv, yv), epochs=half, batch_size=8, shuffle=False, callbacks=[first], verbose=0)
+    assert first.monitor.stopped_epoch is None
+    second = EarlyStoppingCallback(patience=2)
+    second.load_state_dict(first.state_dict())
+    history = model.fit(
+        x,
+        y,
+        validation_data=(xv, yv),
+        epochs=EPOCHS,
+        initial_epoch=half,
+        batch_size=8,
+        shuffle=False,
+        callbacks=[second],
+        verbose=0,
+    )
+    assert half + len(history.history["loss"]) == ran_whole < EPOCHS
+    for resumed, whole in zip(model.get_weights(), weights_whole, strict=True):
+        np.testing.assert_array_equal(resumed, whole)
+
+
+def test_plateau_learning_rate_is_logged_in_the_history() -> None:
+    monitor = Monitor(patience=50, plateau=ReduceLROnPlateau(patience=1, factor=0.5))
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01), loss="mse")
+    x, y, xv, yv = data()
+    history = model.fit(x, y, validation_data=(xv, yv), epochs=3, callbacks=[EarlyStoppingCallback(monitor)], verbose=0)
+    assert history.history["learning_rate"][0] == pytest.approx(0.01)
