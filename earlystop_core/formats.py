@@ -1,0 +1,518 @@
+"""Read learning curves from the files training loops write, into ``{run: {metric: values by epoch}}``.
+
+Every reader returns what :func:`~earlystop_core.curves.load_curves` returns,
+so whatever was logged can be replayed (:mod:`earlystop_core.replay`) or
+packed into a :class:`~earlystop_core.vectorized.Bank`:
+
+* the long CSV ``run,epoch,<metrics...>`` of the project's curve banks
+  (:func:`load_long_csv`, which is :func:`~earlystop_core.curves.load_curves`);
+* a Keras ``CSVLogger`` file, ``epoch,<metrics...>``, one run
+  (:func:`load_keras_csv`);
+* a Lightning ``CSVLogger`` ``metrics.csv``, sparse rows with ``epoch`` and
+  ``step`` columns, one run (:func:`load_lightning_csv`);
+* JSON lines, one object per line with ``epoch``, the metrics and optionally
+  ``run`` (:func:`load_jsonl`);
+* a directory of such files, one run each (:func:`load_directory`).
+
+:func:`load_any` tells them apart by their content. Gzipped files
+(``.gz``) are read too. A malformed file raises :class:`FormatError`, whose
+message starts with ``file:line:column``.
+
+Example:
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "run_a.csv").write_text("epoch,loss,val_loss\\n0,0.9,1.0\\n1,0.7,0.8\\n")
+    >>> load_any(folder / "run_a.csv")
+    {'run_a': {'loss': [0.9, 0.7], 'val_loss': [1.0, 0.8]}}
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from earlystop_core.curves import load_curves
+
+__all__ = [
+    "FORMATS",
+    "FormatError",
+    "MAX_EPOCH",
+    "detect_format",
+    "load_any",
+    "load_directory",
+    "load_jsonl",
+    "load_keras_csv",
+    "load_lightning_csv",
+    "load_long_csv",
+]
+
+Curve = dict[str, list[float]]
+Curves = dict[str, Curve]
+
+FORMATS = ("auto", "long", "keras", "lightning", "jsonl")
+_MISSING = ("", "NA", "N/A", "null", "None")  # an empty cell, or how loggers write an absent value
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "infinity": math.inf}
+_NON_FINITE.update({"+infinity": math.inf, "-infinity": -math.inf})
+_CURVE_SUFFIXES = (".csv", ".log", ".jsonl", ".ndjson")  # looked for in a directory (also gzipped)
+_LIGHTNING_FILE = "metrics.csv"
+#: Epochs past this are refused: a run is as long as its last epoch, and a typo should not allocate gigabytes.
+MAX_EPOCH = 10_000_000
+
+
+class FormatError(ValueError):
+    """A curve file is malformed; the message starts with ``file:line:column:``.
+
+    Attributes:
+        path: The file.
+        line: The 1-based line (None when the problem is the file as a whole).
+        column: The 1-based column (a CSV field, or a character of a JSON line), or None.
+
+    Example:
+        >>> str(FormatError("metrics.csv", 14, 3, "expected a number, got 'abc'"))
+        "metrics.csv:14:3: expected a number, got 'abc'"
+    """
+
+    def __init__(self, path: str | os.PathLike[str], line: int | None, column: int | None, problem: str) -> None:
+        self.path, self.line, self.column, self.problem = str(path), line, column, problem
+        where = ":".join(str(part) for part in (self.path, line, column) if part is not None)
+        super().__init__(f"{where}: {problem}")
+
+
+# -- detection ---------------------------------------------------------------------------
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Which format a curve file is in: ``"long"``, ``"keras"``, ``"lightning"`` or ``"jsonl"``.
+
+    Decided by the content: a first line starting with ``{`` is JSON lines;
+    otherwise the CSV header tells (``run,epoch,...`` long; ``epoch`` and
+    ``step`` columns Lightning; ``epoch`` first Keras).
+
+    Raises:
+        FormatError: None of these.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "metrics.csv"
+        >>> _ = path.write_text("epoch,step,train_loss,val_loss\\n0,9,0.5,\\n0,9,,0.6\\n")
+        >>> detect_format(path)
+        'lightning'
+    """
+    text = _read_text(Path(path))
+    return _detect(Path(path), text)
+
+
+def _detect(path: Path, text: str) -> str:
+    first = next((line for line in text.splitlines() if line.strip()), None)
+    if first is None:
+        raise FormatError(path, None, None, "the file is empty: no header and no epochs")
+    if first.lstrip().startswith("{"):
+        return "jsonl"
+    header = next(csv.reader([first]))
+    if header[:2] == ["run", "epoch"]:
+        return "long"
+    if "epoch" in header and "step" in header:
+        return "lightning"
+    if header[:1] == ["epoch"]:
+        return "keras"
+    raise FormatError(
+        path,
+        1,
+        None,
+        f"cannot tell the format from the header {first[:80]!r}: expected 'run,epoch,<metrics...>' (long CSV), "
+        "'epoch,<metrics...>' (Keras CSVLogger), a header with 'epoch' and 'step' columns (Lightning CSVLogger), "
+        "or JSON lines",
+    )
+
+
+def load_any(path: str | os.PathLike[str], format: str = "auto") -> Curves:
+    """Read curves from a file in any supported format, or from a directory of them.
+
+    Args:
+        path: A file (format detected from its content unless ``format`` is
+            given) or a directory (see :func:`load_directory`).
+        format: ``"auto"``, or one of ``"long"``, ``"keras"``, ``"lightning"``, ``"jsonl"``.
+
+    Raises:
+        FormatError: The file is malformed, or its format cannot be told.
+        OSError: The file cannot be read.
+
+    Example:
+        >>> from earlystop_core.curves import sample_curves_path
+        >>> len(load_any(sample_curves_path()))
+        120
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(map(repr, FORMATS))}, got {format!r}")
+    path = Path(path)
+    if path.is_dir():
+        if format != "auto":
+            raise ValueError(f"{path} is a directory: its files' formats are detected one by one (format='auto')")
+        return load_directory(path)
+    if format == "long":
+        return load_long_csv(path)
+    text = _read_text(path)
+    kind = _detect(path, text) if format == "auto" else format
+    return _load_text(path, text, kind, _run_id(path))
+
+
+def _load_text(path: Path, text: str, kind: str, run: str) -> Curves:
+    if kind == "long":
+        return load_long_csv(path)
+    if kind == "keras":
+        return {run: _keras(path, text)}
+    if kind == "lightning":
+        return {run: _lightning(path, text)}
+    return _jsonl(path, text, run)
+
+
+def _run_id(path: Path) -> str:
+    """A run's id from its file: the file name without suffixes, or for Lightning's ``metrics.csv`` its folder's."""
+    name = path.name.removesuffix(".gz")
+    if name == _LIGHTNING_FILE and path.parent.name:
+        return path.parent.name
+    return name.rsplit(".", 1)[0] if "." in name[1:] else name
+
+
+# -- the readers -------------------------------------------------------------------------
+
+
+def load_long_csv(path: str | os.PathLike[str]) -> Curves:
+    """Read the long CSV ``run,epoch,<metrics...>`` (:func:`~earlystop_core.curves.load_curves`).
+
+    Example:
+        >>> from earlystop_core.curves import sample_curves_path
+        >>> sorted(load_long_csv(sample_curves_path())["0"])[:2]
+        ['accuracy', 'loss']
+    """
+    return load_curves(Path(path))
+
+
+def load_keras_csv(path: str | os.PathLike[str], run: str | None = None) -> Curves:
+    """Read a Keras ``CSVLogger`` file (``epoch,<metrics...>``): one run, by default named after the file.
+
+    Epochs must be 0, 1, 2, ... in order; empty cells, ``NA`` (Keras's
+    absent value) and ``nan`` are NaN.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "training.log"
+        >>> _ = path.write_text("epoch,accuracy,loss\\n0,0.5,0.9\\n1,0.6,NA\\n")
+        >>> load_keras_csv(path)
+        {'training': {'accuracy': [0.5, 0.6], 'loss': [0.9, nan]}}
+    """
+    path = Path(path)
+    return {_run_id(path) if run is None else run: _keras(path, _read_text(path))}
+
+
+def _keras(path: Path, text: str) -> Curve:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = _header(path, reader)
+    if header[:1] != ["epoch"] or len(header) < 2:
+        raise FormatError(path, reader.line_num, 1, f"expected a header 'epoch,<metric>,...', got {','.join(header)!r}")
+    curve: Curve = {name: [] for name in header[1:]}
+    series = list(curve.values())
+    for row in _rows(path, reader):
+        line = reader.line_num
+        _check_width(path, line, row, len(header))
+        epoch = _parse_epoch(path, line, 1, row[0])
+        expected = len(series[0])
+        if epoch != expected:
+            raise FormatError(path, line, 1, f"expected epoch {expected} (epochs must be 0, 1, 2, ...), got {epoch}")
+        for column, (values, cell) in enumerate(zip(series, row[1:], strict=True), start=2):
+            number = _parse_number(path, line, column, cell)
+            values.append(math.nan if number is None else number)
+    return curve
+
+
+def load_lightning_csv(path: str | os.PathLike[str], run: str | None = None) -> Curves:
+    """Read a Lightning ``CSVLogger`` ``metrics.csv``: one run, by default named after its folder.
+
+    Lightning writes a row per logging call: training steps, validation,
+    epoch ends, each with the metrics logged then and the others empty. The
+    rows of an epoch are merged, each metric taking its last non-empty value
+    in that epoch; a metric not logged in an epoch (validation every N
+    epochs, say) is NaN there. The ``step`` column is dropped. The run has
+    ``max(epoch) + 1`` epochs.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "version_0" / "metrics.csv"
+        >>> path.parent.mkdir()
+        >>> rows = ["epoch,step,train_loss,val_loss", "0,9,0.9,", "0,9,,1.0", "1,19,0.7,", "1,19,0.6,"]
+        >>> _ = path.write_text("\\n".join(rows) + "\\n")
+        >>> load_lightning_csv(path)
+        {'version_0': {'train_loss': [0.9, 0.6], 'val_loss': [1.0, nan]}}
+    """
+    path = Path(path)
+    return {_run_id(path) if run is None else run: _lightning(path, _read_text(path))}
+
+
+def _lightning(path: Path, text: str) -> Curve:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = _header(path, reader)
+    for required in ("epoch", "step"):
+        if required not in header:
+            raise FormatError(path, reader.line_num, None, f"a Lightning metrics.csv needs a {required!r} column")
+    epoch_column, step_column = header.index("epoch"), header.index("step")
+    metrics = [(column, name) for column, name in enumerate(header) if column not in (epoch_column, step_column)]
+    merged: dict[int, dict[str, float]] = {}
+    for row in _rows(path, reader):
+        line = reader.line_num
+        _check_width(path, line, row, len(header))
+        if row[epoch_column].strip() in _MISSING:
+            raise FormatError(path, line, epoch_column + 1, "the epoch is empty: every row needs its epoch")
+        epoch = _parse_epoch(path, line, epoch_column + 1, row[epoch_column])
+        _parse_number(path, line, step_column + 1, row[step_column])
+        logged = merged.setdefault(epoch, {})
+        for column, name in metrics:
+            number = _parse_number(path, line, column + 1, row[column])
+            if number is not None:
+                logged[name] = number
+    return _by_epoch(merged, [name for _, name in metrics])
+
+
+def load_jsonl(path: str | os.PathLike[str], run: str | None = None) -> Curves:
+    """Read JSON lines: one object per line with ``epoch``, the metrics and, for several runs, ``run``.
+
+    Without ``run`` keys the file is one run, by default named after the file.
+    Lines of the same run and epoch are merged (the last non-null value of
+    each metric wins); a metric absent from an epoch is NaN there. Values are
+    numbers, ``null`` (absent), or the non-finite ``NaN``/``Infinity``
+    (as tokens or strings).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "log.jsonl"
+        >>> lines = ['{"run": "a", "epoch": 0, "val_loss": 0.5}', '{"run": "a", "epoch": 1, "val_loss": NaN}']
+        >>> _ = path.write_text("\\n".join(lines))
+        >>> load_jsonl(path)
+        {'a': {'val_loss': [0.5, nan]}}
+    """
+    path = Path(path)
+    return _jsonl(path, _read_text(path), _run_id(path) if run is None else run)
+
+
+def _jsonl(path: Path, text: str, default_run: str) -> Curves:
+    runs: dict[str, dict[int, dict[str, float]]] = {}
+    names: dict[str, list[str]] = {}
+    keyed: bool | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise FormatError(path, number, error.colno, f"not JSON: {error.msg}") from None
+        if not isinstance(item, dict):
+            raise FormatError(path, number, 1, f"expected an object {{...}}, got {type(item).__name__}")
+        if keyed is None:
+            keyed = "run" in item
+        elif keyed != ("run" in item):
+            problem = (
+                "has no 'run' key, unlike the lines before" if keyed else "has a 'run' key, unlike the lines before"
+            )
+            raise FormatError(path, number, 1, f"this line {problem}")
+        run = default_run
+        if keyed:
+            run = item.pop("run")
+            if isinstance(run, bool) or not isinstance(run, (str, int)):
+                raise FormatError(
+                    path, number, _key_column(line, "run"), f"'run' must be a string or an integer, got {run!r}"
+                )
+            run = str(run)
+        if "epoch" not in item:
+            raise FormatError(path, number, 1, "no 'epoch' key")
+        epoch = _json_epoch(path, number, line, item.pop("epoch"))
+        logged = runs.setdefault(run, {}).setdefault(epoch, {})
+        known = names.setdefault(run, [])
+        for name, value in item.items():
+            parsed = _json_number(path, number, line, name, value)
+            if name not in known:
+                known.append(name)
+            if parsed is not None:
+                logged[name] = parsed
+    return {run: _by_epoch(epochs, names[run]) for run, epochs in runs.items()}
+
+
+def load_directory(path: str | os.PathLike[str]) -> Curves:
+    """Read every curve file under a directory (recursively), one run per file.
+
+    Files ending in ``.csv``, ``.log``, ``.jsonl`` or ``.ndjson`` (or those
+    gzipped) are read, each in the format its content shows; hidden files
+    and folders are skipped, and so are CSV and ``.log`` files without an
+    ``epoch`` column (``runs.csv`` beside a curve bank, other logs). A run is
+    named after its file's path under the directory without suffixes, or for
+    a Lightning ``metrics.csv`` after its folder's (``version_0``); files
+    holding several runs (a long CSV, JSON lines with ``run``) keep their own
+    run ids.
+
+    Raises:
+        FormatError: A file is malformed, two files give the same run id, or
+            no curve file was found.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "a.csv").write_text("epoch,val_loss\\n0,0.5\\n")
+        >>> _ = (folder / "b.jsonl").write_text('{"epoch": 0, "val_loss": 0.4}\\n')
+        >>> load_directory(folder)
+        {'a': {'val_loss': [0.5]}, 'b': {'val_loss': [0.4]}}
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is not a directory")
+    curves: Curves = {}
+    origin: dict[str, Path] = {}
+    for file in _curve_files(root):
+        text = _read_text(file)
+        name = file.name.removesuffix(".gz")
+        if name.endswith((".csv", ".log")) and "epoch" not in _first_row(text):
+            continue  # not a curve file: metadata (runs.csv), some other log
+        folder = file.relative_to(root).parent
+        if name == _LIGHTNING_FILE:
+            run = folder.as_posix() if folder != Path(".") else root.resolve().name
+        else:
+            run = (folder / _run_id(Path(name))).as_posix()
+        for found, curve in _load_text(file, text, _detect(file, text), run).items():
+            if found in curves:
+                raise FormatError(file, None, None, f"run {found!r} is also in {origin[found]}")
+            curves[found], origin[found] = curve, file
+    if not curves:
+        raise FormatError(
+            root, None, None, f"no curve files ({', '.join(_CURVE_SUFFIXES)}, or gzipped) in the directory"
+        )
+    return curves
+
+
+def _curve_files(root: Path) -> Iterator[Path]:
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and name.removesuffix(".gz").endswith(_CURVE_SUFFIXES):
+                yield Path(folder) / name
+
+
+# -- cells and values ---------------------------------------------------------------------
+
+
+def _read_text(path: Path) -> str:
+    with open(path, "rb") as stream:
+        data = stream.read()
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as error:
+            raise FormatError(path, None, None, f"not a readable gzip file ({error})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise FormatError(path, line, column, "not UTF-8 text") from None
+
+
+def _header(path: Path, reader: Any) -> list[str]:
+    try:
+        header: list[str] = next(row for row in reader if row)
+    except StopIteration:
+        raise FormatError(path, None, None, "the file is empty: no header and no epochs") from None
+    except csv.Error as error:
+        raise FormatError(path, reader.line_num, None, f"unreadable CSV ({error})") from None
+    seen: dict[str, int] = {}
+    for column, name in enumerate(header, start=1):
+        if not name.strip():
+            raise FormatError(path, reader.line_num, column, "a column has no name")
+        if name in seen:
+            raise FormatError(path, reader.line_num, column, f"column {name!r} again (first in column {seen[name]})")
+        seen[name] = column
+    return header
+
+
+def _first_row(text: str) -> list[str]:
+    """The cells of the first non-blank line (the header of a CSV)."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return next(csv.reader([first]), [])
+
+
+def _rows(path: Path, reader: Any) -> Iterator[list[str]]:
+    """The data rows, blank lines skipped; a CSV syntax error names its line."""
+    while True:
+        try:
+            row: list[str] = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise FormatError(path, reader.line_num, None, f"unreadable CSV ({error})") from None
+        if any(cell.strip() for cell in row):
+            yield row
+
+
+def _check_width(path: Path, line: int, row: list[str], width: int) -> None:
+    if len(row) < width:
+        raise FormatError(path, line, len(row) + 1, f"expected {width} columns, got {len(row)}")
+    if len(row) > width:
+        raise FormatError(path, line, width + 1, f"expected {width} columns, got {len(row)}")
+
+
+def _parse_number(path: Path, line: int, column: int, cell: str) -> float | None:
+    """A cell's value: None when empty or marked absent, NaN for ``nan``."""
+    text = cell.strip()
+    if text in _MISSING:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise FormatError(path, line, column, f"expected a number, got {cell!r}") from None
+
+
+def _parse_epoch(path: Path, line: int, column: int, cell: str) -> int:
+    try:
+        number = float(cell)
+    except ValueError:
+        number = math.nan
+    if not number.is_integer() or not 0 <= number <= MAX_EPOCH:
+        raise FormatError(path, line, column, f"the epoch must be an integer from 0 to {MAX_EPOCH:,}, got {cell!r}")
+    return int(number)
+
+
+def _key_column(line: str, key: str) -> int:
+    """The 1-based column where ``key`` appears in a JSON line (1 if it cannot be found)."""
+    return line.find(json.dumps(key)) + 1 or 1
+
+
+def _json_epoch(path: Path, number: int, line: str, value: Any) -> int:
+    integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not integral or not 0 <= value <= MAX_EPOCH:
+        raise FormatError(
+            path,
+            number,
+            _key_column(line, "epoch"),
+            f"the epoch must be an integer from 0 to {MAX_EPOCH:,}, got {value!r}",
+        )
+    return int(value)
+
+
+def _json_number(path: Path, number: int, line: str, name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value.strip().lower() in _NON_FINITE:
+        return _NON_FINITE[value.strip().lower()]
+    raise FormatError(path, number, _key_column(line, name), f"metric {name!r}: expected a number, got {value!r}")
+
+
+def _by_epoch(logged: dict[int, dict[str, float]], names: list[str]) -> Curve:
+    """Merged rows by epoch into one series per metric, NaN where an epoch lacks a metric."""
+    length = max(logged, default=-1) + 1
+    empty: dict[str, float] = {}
+    rows = [logged.get(epoch, empty) for epoch in range(length)]
+    return {name: [row.get(name, math.nan) for row in rows] for name in names}

@@ -1,0 +1,863 @@
+"""Replay one Monitor configuration over a whole curve bank at once, with numpy.
+
+:func:`evaluate` gives, run by run, exactly what :func:`~earlystop_core.replay.replay`
+gives when each run is fed through ``Monitor.update``: the same stop, kept and
+oracle epochs, the same regret and gain, bit for bit. It holds the bank as
+arrays (:class:`Bank`: one runs x epochs float64 array per metric, NaN-padded,
+and the runs' lengths) and decides for every run together.
+
+Nothing a run does after it stops changes what came before, so the engine
+steps every run's bests over all epochs (a few numpy calls per epoch, each
+across all runs), then finds each run's stop as the first epoch where the
+Monitor's conditions hold (patience exhausted, threshold reached, a guard
+fired), with whole-array operations. The bests are stepped in one of two ways:
+
+* ``"scan"`` (``min_delta=0``, the common case): the best is the running
+  minimum, one ``fmin`` per epoch;
+* ``"loop"`` (any ``min_delta``, absolute or relative): the Monitor's own
+  comparison, ``float32(value + margin) < float32(best)``, per epoch.
+
+Both compare in float32 where the Monitor does (``less32(a, b)`` is
+``np.float32(a) < np.float32(b)`` with ``a`` and ``b`` computed in float64
+first), smooth with the Monitor's expression term for term, keep the tracked
+best (of the smoothed value, from ``best_from_epoch`` on) apart from the kept
+best (of the raw value), and apply the guards in Lightning's order. What they
+cannot express (a ``rule=``, a weighted monitor, ``patience="auto"``, a
+``plateau=``) and a strategy given as a monitor factory go through the scalar
+replay instead (``engine="scalar"``): the same results object and numbers,
+only slower.
+
+Example:
+    >>> curves = {"a": {"val_loss": [1.0, 0.9, 1.2, 1.3], "test_accuracy": [0.5, 0.6, 0.55, 0.5]},
+    ...           "b": {"val_loss": [1.0, 0.8, 0.7, 0.6], "test_accuracy": [0.5, 0.6, 0.7, 0.8]}}
+    >>> result = evaluate(Bank.from_curves(curves), {"monitor": "val_loss", "patience": 1})
+    >>> result.engine, result.stop.tolist(), result.kept.tolist(), result.regret.tolist()
+    ('scan', [2, 3], [1, 3], [0.0, 0.0])
+    >>> s = result.summary
+    >>> s.runs, s.epochs_run, s.saved, round(s.gain, 3)
+    (2, 3.5, 0.125, 0.05)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from earlystop_core.config import MonitorConfig
+from earlystop_core.errors import MissingMetricError
+from earlystop_core.modes import resolve_mode
+from earlystop_core.monitor import Monitor
+from earlystop_core.replay import ON_ERROR, RunResult, Summary, replay
+
+__all__ = ["Bank", "ENGINES", "Evaluation", "evaluate", "fallback_reason"]
+
+FloatArray = npt.NDArray[np.float64]
+Float32Array = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+Curves = Mapping[str, Mapping[str, Sequence[float]]]
+Strategy = Mapping[str, Any] | Callable[[], Monitor]
+
+ENGINES = ("auto", "scan", "loop", "scalar")
+
+
+# -- the bank as arrays ----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Bank:
+    """Recorded runs as arrays: per metric, runs x epochs, NaN past each run's end.
+
+    Build one with :meth:`from_curves` (from ``{run: {metric: values}}``, as
+    :func:`~earlystop_core.curves.load_curves` and the readers of
+    :mod:`earlystop_core.formats` return) or :meth:`load` (any supported file
+    or directory). The arrays are read-only.
+
+    Attributes:
+        runs: The run ids, in order.
+        lengths: Each run's number of epochs.
+        values: ``{metric: float64 array (runs, max_epochs)}``, NaN-padded.
+        present: ``{metric: bool array (runs,)}``: which runs log the metric
+            at all (a run without it has NaN there, but a replay sees no key).
+
+    Example:
+        >>> bank = Bank.from_curves({"a": {"val_loss": [0.5, 0.4]}, "b": {"val_loss": [0.6]}})
+        >>> bank
+        Bank(2 runs, 1 metric, 1 to 2 epochs)
+        >>> bank.values["val_loss"].tolist(), bank.lengths.tolist()
+        ([[0.5, 0.4], [0.6, nan]], [2, 1])
+    """
+
+    runs: tuple[str, ...]
+    lengths: IntArray
+    values: Mapping[str, FloatArray]
+    present: Mapping[str, BoolArray]
+    _local: threading.local = dataclasses.field(default_factory=threading.local, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        count = len(self.runs)
+        if self.lengths.shape != (count,):
+            raise ValueError(f"'lengths' must have one entry per run ({count}), got shape {self.lengths.shape}")
+        if count and int(self.lengths.min()) < 0:
+            raise ValueError("'lengths' must be >= 0")
+        width = int(self.lengths.max()) if count else 0
+        if set(self.values) != set(self.present):
+            raise ValueError("'values' and 'present' must name the same metrics")
+        for name, array in self.values.items():
+            if array.ndim != 2 or array.shape[0] != count or array.shape[1] < width:
+                raise ValueError(
+                    f"metric {name!r}: expected an array of shape ({count}, >= {width}), got {array.shape}"
+                )
+            if self.present[name].shape != (count,):
+                raise ValueError(f"metric {name!r}: 'present' must have one entry per run")
+        if len(set(self.runs)) != count:
+            raise ValueError("run ids must be unique")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_local"]  # work arrays, per thread: not part of the bank
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _local=threading.local())
+        for array in (self.lengths, *self.values.values(), *self.present.values()):
+            array.setflags(write=False)
+
+    @classmethod
+    def from_curves(cls, curves: Curves) -> Bank:
+        """Pack ``{run: {metric: values by epoch}}`` into arrays.
+
+        Raises:
+            TypeError: A run id is not a string, or a value is not a number.
+            ValueError: The metrics of a run have different lengths.
+
+        Example:
+            >>> Bank.from_curves({"r": {"loss": [1.0, 0.5], "acc": [0.1, 0.2]}}).metrics
+            ('loss', 'acc')
+        """
+        runs = tuple(curves)
+        for run in runs:
+            if not isinstance(run, str):
+                raise TypeError(f"run ids must be strings, got {type(run).__name__} ({run!r})")
+        items = [curves[run] for run in runs]
+        lengths = np.zeros(len(runs), dtype=np.int64)
+        for row, (run, curve) in enumerate(zip(runs, items, strict=True)):
+            sizes = {name: len(series) for name, series in curve.items()}
+            if len(set(sizes.values())) > 1:
+                raise ValueError(f"run {run!r}: every metric needs one value per epoch, got lengths {sizes}")
+            lengths[row] = next(iter(sizes.values()), 0)
+        metrics = list(dict.fromkeys(name for curve in items for name in curve))
+        width = int(lengths.max()) if runs else 0
+        inside = np.arange(width) < lengths[:, None]
+        values: dict[str, FloatArray] = {}
+        present: dict[str, BoolArray] = {}
+        for name in metrics:
+            has = np.fromiter((name in curve for curve in items), dtype=bool, count=len(items))
+            series = (curve[name] for curve in items if name in curve)
+            try:
+                flat = np.fromiter(
+                    itertools.chain.from_iterable(series), dtype=np.float64, count=int(lengths[has].sum())
+                )
+            except (TypeError, ValueError) as error:
+                raise TypeError(f"metric {name!r}: every value must be a number ({error})") from None
+            array = np.full((len(runs), width), np.nan, order="F")  # each epoch's values contiguous
+            array[inside & has[:, None]] = flat
+            values[name] = _frozen(array)
+            present[name] = _frozen(has)
+        return cls(runs, _frozen(lengths), values, present)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Bank:
+        """Read a curve file or directory in any supported format (see :func:`~earlystop_core.formats.load_any`).
+
+        Example:
+            >>> from earlystop_core.curves import sample_curves_path
+            >>> len(Bank.load(sample_curves_path()))
+            120
+        """
+        from earlystop_core.formats import load_any
+
+        return cls.from_curves(load_any(path))
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metric names, in order of first appearance."""
+        return tuple(self.values)
+
+    @property
+    def max_epochs(self) -> int:
+        """The length of the longest run (the arrays' width)."""
+        return int(self.lengths.max()) if len(self.runs) else 0
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __repr__(self) -> str:
+        metrics = len(self.values)
+        shortest = int(self.lengths.min()) if len(self.runs) else 0
+        span = f"{shortest} to {self.max_epochs}" if shortest != self.max_epochs else f"{shortest}"
+        return f"Bank({len(self.runs)} runs, {metrics} metric{'s' * (metrics != 1)}, {span} epochs)"
+
+    def curve(self, index: int) -> dict[str, list[float]]:
+        """The run at ``index`` as ``{metric: values}`` (only the metrics it logs).
+
+        Example:
+            >>> Bank.from_curves({"a": {"loss": [1.0, 0.5]}, "b": {"loss": [2.0]}}).curve(1)
+            {'loss': [2.0]}
+        """
+        n = int(self.lengths[index])
+        return {name: array[index, :n].tolist() for name, array in self.values.items() if self.present[name][index]}
+
+    def curves(self) -> dict[str, dict[str, list[float]]]:
+        """The whole bank back as ``{run: {metric: values}}`` (the input of :meth:`from_curves`).
+
+        Example:
+            >>> curves = {"a": {"loss": [1.0, 0.5]}, "b": {"loss": [2.0]}}
+            >>> Bank.from_curves(curves).curves() == curves
+            True
+        """
+        return {run: self.curve(index) for index, run in enumerate(self.runs)}
+
+
+def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    array.setflags(write=False)
+    return array
+
+
+# -- the results ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Evaluation:
+    """Per-run outcomes of one strategy over a bank, as arrays (one entry per run replayed).
+
+    The fields mirror :class:`~earlystop_core.replay.RunResult` (see
+    :mod:`earlystop_core.replay` for the definitions), plus ``value``: the
+    target at the kept epoch.
+
+    Attributes:
+        runs: Run ids (runs skipped with ``on_error="skip"`` are left out).
+        epochs: Each run's length ``n``.
+        stop: The last epoch run (``n - 1`` when the monitor never stopped).
+        stopped: Whether the monitor told training to stop.
+        kept: The epoch whose weights training ends with.
+        oracle: The best epoch of the monitored (or reference) quantity.
+        saved: ``(n - 1 - stop) / n``.
+        regret: How much worse the target is at ``kept`` than at ``oracle`` (positive = worse).
+        gain: How much better the target is at ``kept`` than at the last epoch (positive = better).
+        value: The target at ``kept``.
+        engine: How the decisions were made: ``"scan"``, ``"loop"`` or ``"scalar"``.
+        reason: Why the scalar replay was used (None when vectorised).
+    """
+
+    runs: tuple[str, ...]
+    epochs: IntArray
+    stop: IntArray
+    stopped: BoolArray
+    kept: IntArray
+    oracle: IntArray
+    saved: FloatArray
+    regret: FloatArray
+    gain: FloatArray
+    value: FloatArray
+    engine: str
+    reason: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    @property
+    def summary(self) -> Summary:
+        """The means over runs, exactly as :func:`~earlystop_core.replay.summarize` computes them.
+
+        Raises:
+            ValueError: No run was replayed.
+        """
+        count = len(self.runs)
+        if not count:
+            raise ValueError("no results to summarize")
+        return Summary(
+            runs=count,
+            epochs_run=math.fsum((self.stop + 1).tolist()) / count,
+            saved=math.fsum(self.saved.tolist()) / count,
+            regret=math.fsum(self.regret.tolist()) / count,
+            gain=math.fsum(self.gain.tolist()) / count,
+        )
+
+    @property
+    def mean_value(self) -> float:
+        """The mean target at the kept epoch (NaN when no run was replayed)."""
+        return math.fsum(self.value.tolist()) / len(self.runs) if self.runs else math.nan
+
+    def results(self) -> list[RunResult]:
+        """The same outcomes as :func:`~earlystop_core.replay.replay` returns them."""
+        return list(self)
+
+    def __iter__(self) -> Iterator[RunResult]:
+        columns = (self.epochs, self.stop, self.stopped, self.kept, self.oracle, self.saved, self.regret, self.gain)
+        for run, *fields in zip(self.runs, *(column.tolist() for column in columns), strict=True):
+            yield RunResult(run, *fields)
+
+
+# -- the entry point ----------------------------------------------------------------
+
+
+def evaluate(
+    bank: Bank | Curves,
+    strategy: Strategy,
+    target: str = "test_accuracy",
+    target_mode: str = "max",
+    *,
+    reference: str | None = None,
+    reference_mode: str = "auto",
+    on_error: str = "raise",
+    engine: str = "auto",
+) -> Evaluation:
+    """Replay a stopping strategy over every run of a bank; the outcomes of :func:`~earlystop_core.replay.replay`.
+
+    Args:
+        bank: A :class:`Bank`, or ``{run: {metric: values}}`` to pack into one
+            (pack once and reuse the bank when evaluating many strategies).
+        strategy: :class:`~earlystop_core.Monitor` keyword arguments as a dict
+            (vectorised when the engine can; ``restore_best_weights`` defaults
+            to True here, the replay protocol's default), or a callable
+            building a fresh Monitor (always replayed by the scalar loop).
+        target: The metric judging the kept epoch.
+        target_mode: ``"max"``, ``"min"`` or ``"auto"``: which way the target is better.
+        reference: A metric whose best epoch is the oracle (default: the monitored one).
+        reference_mode: The reference's direction (``"auto"`` infers it from the name).
+        on_error: ``"raise"`` (the error of the first failing run, naming it) or
+            ``"skip"`` (leave failing runs out), as in :func:`~earlystop_core.replay.replay`.
+        engine: ``"auto"`` (the fastest that reproduces the Monitor), or force
+            ``"scan"`` (``min_delta=0`` only), ``"loop"`` or ``"scalar"``.
+
+    Returns:
+        The per-run outcomes; ``.summary`` has the means.
+
+    Raises:
+        ValueError: An invalid option, an engine that cannot run this strategy,
+            or (``on_error="raise"``) a run without epochs or without a finite
+            value of the oracle's quantity.
+        KeyError: (``on_error="raise"``) A run lacks the target, the monitored
+            metric or the reference.
+
+    Example:
+        A relative ``min_delta`` runs the epoch loop; a ``rule=`` falls back to
+        the scalar replay, with the same results object:
+
+        >>> from earlystop_core import GL, Patience
+        >>> curves = {"r": {"val_loss": [1.0, 0.8, 0.79, 0.9, 0.95], "test_accuracy": [0.5, 0.6, 0.7, 0.6, 0.6]}}
+        >>> loop = evaluate(curves, {"patience": 1, "min_delta": 0.05, "min_delta_mode": "rel"})
+        >>> loop.engine, loop.stop.tolist(), loop.kept.tolist(), loop.regret.round(2).tolist()
+        ('loop', [2], [1], [0.1])
+        >>> scalar = evaluate(curves, {"rule": Patience(1) | GL(5)})
+        >>> scalar.engine, scalar.reason, scalar.stop.tolist()
+        ('scalar', 'a rule= is replayed by the Monitor itself', [3])
+    """
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of 'raise', 'skip', got {on_error!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
+    goal = resolve_mode(target_mode, target)
+    if reference is not None:
+        resolve_mode(reference_mode, reference)  # refused now, not run by run
+    if not isinstance(bank, Bank):
+        bank = Bank.from_curves(bank)
+    if isinstance(strategy, Mapping):
+        options = {"restore_best_weights": True, **strategy}
+        config = Monitor(**options).config  # validates every option now, with the Monitor's messages
+
+        def make_monitor() -> Monitor:
+            return Monitor(**options)
+
+        reason = fallback_reason(config)
+    elif callable(strategy):
+        make_monitor, config = strategy, None
+        reason = "a monitor factory is opaque: pass Monitor keyword arguments as a dict to vectorise"
+    else:
+        raise TypeError(
+            f"'strategy' must be a dict of Monitor keyword arguments or a callable returning a Monitor, "
+            f"got {type(strategy).__name__}"
+        )
+    if engine == "auto":
+        engine = "scalar" if reason is not None else "scan" if _scannable(config) else "loop"
+    elif engine != "scalar" and reason is not None:
+        raise ValueError(f"engine={engine!r} cannot run this strategy: {reason}; use engine='auto' or 'scalar'")
+    elif engine == "scan" and not _scannable(config):
+        raise ValueError("engine='scan' needs min_delta=0 (absolute); use engine='loop' or 'auto'")
+    if engine == "scalar":
+        return _evaluate_scalar(bank, make_monitor, target, target_mode, reference, reference_mode, on_error, reason)
+    assert config is not None
+    return _evaluate_vectorised(bank, config, engine, target, goal, reference, reference_mode, on_error)
+
+
+def fallback_reason(config: MonitorConfig) -> str | None:
+    """Why a configuration needs the scalar replay, or None if the engine vectorises it.
+
+    Example:
+        >>> from earlystop_core import Patience
+        >>> fallback_reason(Monitor(patience=10, min_delta=0.01, smoothing=0.5).config) is None
+        True
+        >>> fallback_reason(Monitor(rule=Patience(3)).config)
+        'a rule= is replayed by the Monitor itself'
+    """
+    if config.rule is not None:
+        return "a rule= is replayed by the Monitor itself"
+    if config.patience == "auto":
+        return "patience='auto' is replayed by the Monitor itself"
+    if not isinstance(config.monitor, str):
+        return "a weighted monitor is replayed by the Monitor itself"
+    if config.plateau is not None:
+        return "a plateau= is replayed by the Monitor itself"
+    return None
+
+
+def _scannable(config: MonitorConfig | None) -> bool:
+    # A relative zero min_delta is not quite zero: 0 * abs(inf) is NaN, and the Monitor then never improves.
+    return config is not None and config.min_delta == 0.0 and config.min_delta_mode == "abs"
+
+
+# -- the scalar fallback -------------------------------------------------------------
+
+
+def _evaluate_scalar(
+    bank: Bank,
+    make_monitor: Callable[[], Monitor],
+    target: str,
+    target_mode: str,
+    reference: str | None,
+    reference_mode: str,
+    on_error: str,
+    reason: str | None,
+) -> Evaluation:
+    results = replay(
+        bank.curves(),
+        make_monitor,
+        target,
+        target_mode,
+        reference=reference,
+        reference_mode=reference_mode,
+        on_error=on_error,
+    )
+    index = {run: row for row, run in enumerate(bank.runs)}
+    rows = np.array([index[r.run] for r in results], dtype=np.int64)
+    kept = np.array([r.kept for r in results], dtype=np.int64)
+    return Evaluation(
+        runs=tuple(r.run for r in results),
+        epochs=np.array([r.epochs for r in results], dtype=np.int64),
+        stop=np.array([r.stop for r in results], dtype=np.int64),
+        stopped=np.array([r.stopped for r in results], dtype=bool),
+        kept=kept,
+        oracle=np.array([r.oracle for r in results], dtype=np.int64),
+        saved=np.array([r.saved for r in results], dtype=np.float64),
+        regret=np.array([r.regret for r in results], dtype=np.float64),
+        gain=np.array([r.gain for r in results], dtype=np.float64),
+        value=bank.values[target][rows, kept] if len(results) else np.zeros(0),
+        engine="scalar",
+        reason=reason,
+    )
+
+
+# -- the vectorised replay -------------------------------------------------------------
+#
+# Arrays here are epoch-major, (epochs, runs): one epoch of every run is a
+# contiguous row, so a step over epochs is a handful of numpy calls on rows,
+# and cumulative quantities are built by such steps (numpy's own
+# ``ufunc.accumulate`` along an axis is several times slower than that loop).
+# Padding past a run's end is NaN, which never improves, reaches or diverges;
+# whatever happens there is clamped away by the run's length.
+#
+# Work arrays as large as the bank come from a per-bank, per-thread scratch
+# pool and are written with ``out=``: memory fresh from the system costs a
+# page fault per 4 kB, which for 1,000 runs x 200 epochs costs more than the
+# arithmetic (about 1 ms per float64 array on the machine measured).
+
+
+class _Scratch:
+    """Reusable (epochs + 1, runs) work arrays, by slot name and dtype (some twice as wide)."""
+
+    def __init__(self, width: int, count: int) -> None:
+        self.width, self.count = width, count
+        self.arrays: dict[tuple[str, Any, int], npt.NDArray[Any]] = {}
+
+    def get(self, slot: str, dtype: Any, rows: int, wide: bool = False) -> npt.NDArray[Any]:
+        """The first ``rows`` rows of the slot's array (contiguous; contents undefined)."""
+        columns = self.count * (2 if wide else 1)
+        key = (slot, np.dtype(dtype), columns)
+        array = self.arrays.get(key)
+        if array is None:
+            array = self.arrays[key] = np.empty((self.width + 1, columns), dtype=dtype)
+        return array[:rows]
+
+
+def _scratch(bank: Bank) -> _Scratch:
+    local = bank._local
+    scratch: _Scratch | None = getattr(local, "scratch", None)
+    if scratch is None:
+        scratch = local.scratch = _Scratch(bank.max_epochs, len(bank.runs))
+    return scratch
+
+
+def _evaluate_vectorised(
+    bank: Bank,
+    config: MonitorConfig,
+    engine: str,
+    target: str,
+    goal: str,
+    reference: str | None,
+    reference_mode: str,
+    on_error: str,
+) -> Evaluation:
+    assert isinstance(config.monitor, str)
+    key = config.monitor
+    n = bank.lengths
+    count, width = len(bank.runs), bank.max_epochs
+    rows = np.arange(count)
+    absent = np.zeros(count, dtype=bool)
+    has_key = bank.present.get(key, absent)
+    work = _scratch(bank)
+    with np.errstate(all="ignore"):  # float32 overflow to inf and NaN arithmetic are intended
+        signal = _signal(_epoch_major(bank, key), n, config, work)
+        stop, stopped, best = _decide(signal, n, config, engine == "scan", work)
+    # A run without the monitored metric: every epoch is skipped (on_missing="skip"), or it fails.
+    stop = np.where(has_key, stop, n - 1)
+    stopped &= has_key
+    best = np.where(has_key, best, -1)
+    kept = np.where(config.restore_best_weights & (best >= 0), best, stop)
+
+    # Per-run failures, in the order replay_run meets them.
+    failed = ~bank.present.get(target, absent) | (n == 0)
+    if config.on_missing == "raise":
+        failed |= ~has_key
+    if reference is not None:
+        oracle_name, oracle_mode = reference, resolve_mode(reference_mode, reference)
+    else:
+        oracle_name, oracle_mode = key, config.mode
+    oracle, finite = _oracle(bank, oracle_name, oracle_mode, work)
+    failed |= ~bank.present.get(oracle_name, absent) | ~finite
+    if on_error == "raise" and failed.any():
+        first = int(np.flatnonzero(failed)[0])
+        error = _failure(bank, first, config, target, reference, bool(has_key[first]))
+        if sys.version_info >= (3, 11):
+            error.add_note(f"while replaying run {bank.runs[first]!r}")
+        raise error
+
+    if target in bank.values and width:
+        values = bank.values[target]
+        at_kept = values[rows, np.maximum(kept, 0)]
+        at_oracle = values[rows, oracle]
+        at_last = values[rows, np.maximum(n - 1, 0)]
+    else:
+        at_kept = at_oracle = at_last = np.full(count, np.nan)
+    with np.errstate(all="ignore"):
+        if goal == "max":
+            regret, gain = at_oracle - at_kept, at_kept - at_last
+        else:
+            regret, gain = at_kept - at_oracle, at_last - at_kept
+        saved = (n - 1 - stop) / n
+    if not failed.any():
+        return Evaluation(bank.runs, n, stop, stopped, kept, oracle, saved, regret, gain, at_kept, engine)
+    keep = np.flatnonzero(~failed)
+    return Evaluation(
+        runs=tuple(bank.runs[i] for i in keep.tolist()),
+        epochs=n[keep],
+        stop=stop[keep],
+        stopped=stopped[keep],
+        kept=kept[keep],
+        oracle=oracle[keep],
+        saved=saved[keep],
+        regret=regret[keep],
+        gain=gain[keep],
+        value=at_kept[keep],
+        engine=engine,
+    )
+
+
+def _epoch_major(bank: Bank, name: str) -> FloatArray:
+    """The metric as (epochs, runs), contiguous (free for a bank built by :meth:`Bank.from_curves`)."""
+    width = bank.max_epochs
+    if name not in bank.values:
+        return np.full((width, len(bank.runs)), np.nan)
+    return np.ascontiguousarray(bank.values[name][:, :width].T)
+
+
+def _oracle(bank: Bank, name: str, mode: str, work: _Scratch) -> tuple[IntArray, BoolArray]:
+    """Each run's first epoch of the best finite value of ``name``, and whether it has one."""
+    count, width = len(bank.runs), bank.max_epochs
+    if name not in bank.values or not width:
+        return np.zeros(count, dtype=np.int64), np.zeros(count, dtype=bool)
+    values = _epoch_major(bank, name)
+    infinite = np.isinf(values, out=work.get("flags", bool, width))
+    if infinite.any():  # only finite values count; NaN (and the padding) never does
+        values = np.where(infinite, np.nan, values)
+    best = (np.fmin if mode == "min" else np.fmax).reduce(values, axis=0)
+    return _first_true(np.equal(values, best, out=work.get("equal", bool, width)), 0), ~np.isnan(best)
+
+
+def _failure(
+    bank: Bank, row: int, config: MonitorConfig, target: str, reference: str | None, has_key: bool
+) -> Exception:
+    """The exception ``replay_run`` raises for this run (it failed the vectorised checks)."""
+    names = [name for name in bank.values if bank.present[name][row]]
+    if target not in names:
+        return KeyError(f"no target metric {target!r} in the curve; metrics: {', '.join(names)}")
+    n = int(bank.lengths[row])
+    if n == 0:
+        return ValueError("the curve has no epochs")
+    assert isinstance(config.monitor, str)
+    if not has_key and config.on_missing == "raise":
+        return MissingMetricError(config.monitor, names)
+    if reference is not None and reference not in names:
+        return KeyError(f"no reference metric {reference!r} in the curve; metrics: {', '.join(names)}")
+    if reference is None and not has_key:
+        return KeyError(config.monitor)
+    return ValueError(f"no finite value among {n} epoch(s): there is no best epoch")
+
+
+def _first_true(mask: BoolArray, default: int | IntArray) -> IntArray:
+    """Per column (run), the first row (epoch) holding True, else ``default``."""
+    count = mask.shape[1]
+    if not mask.shape[0] or not mask.any():
+        return np.broadcast_to(np.asarray(default, dtype=np.int64), (count,)).copy()
+    index = mask.argmax(axis=0)
+    return np.where(mask[index, np.arange(count)], index, default)
+
+
+@dataclasses.dataclass
+class _Signal:
+    """What every engine starts from: the signed values, where guards stop runs, where the goal is reached."""
+
+    signed: FloatArray  # value * sign: lower is better
+    signed32: Float32Array
+    guard: IntArray  # the first epoch a guard stops the run (non-finite, divergence), else n
+    reached: BoolArray | None
+
+
+def _signal(values: FloatArray, n: IntArray, config: MonitorConfig, work: _Scratch) -> _Signal:
+    width = len(values)
+    sign = 1.0 if config.mode == "min" else -1.0
+    signed = values if sign == 1.0 else np.negative(values, out=work.get("signed", np.float64, width))
+    signed32 = work.get("signed32", np.float32, width)
+    np.copyto(signed32, signed, casting="same_kind")  # rounds as the Monitor's float32 casts do
+    guard = None
+    if config.check_finite:  # the NaN padding fires only past the end
+        guard = np.logical_not(
+            np.isfinite(signed, out=work.get("flags", bool, width)), out=work.get("flags", bool, width)
+        )
+    reached = None
+    if config.stopping_threshold is not None:
+        reached = np.less(signed32, np.float32(config.stopping_threshold * sign), out=work.get("reached", bool, width))
+    if config.divergence_threshold is not None:
+        diverged = np.less(
+            np.float32(config.divergence_threshold * sign), signed32, out=work.get("flags2", bool, width)
+        )
+        if reached is not None:
+            np.greater(diverged, reached, out=diverged)  # diverged and not reached
+        guard = diverged if guard is None else np.logical_or(guard, diverged, out=guard)
+    first = n if guard is None else np.minimum(_first_true(guard, n), n)
+    return _Signal(signed, signed32, first, reached)
+
+
+def _tracked(signed: FloatArray, config: MonitorConfig, work: _Scratch | None = None) -> FloatArray:
+    """The value patience sees, (epochs, runs): the signed value, or its EMA from ``start_from_epoch`` on."""
+    factor = config.smoothing
+    start = config.start_from_epoch
+    width = signed.shape[0]
+    if not factor or start >= width:
+        return signed
+    tracked = signed.copy() if work is None else work.get("tracked", np.float64, width)
+    terms = np.empty_like(signed) if work is None else work.get("terms", np.float64, width)
+    tracked[: start + 1] = signed[: start + 1]
+    np.multiply(signed, 1.0 - factor, out=terms)
+    ema, term = list(tracked), list(terms)
+    multiply, add = np.multiply, np.add
+    for epoch in range(start + 1, width):
+        # The Monitor's `factor * ema + (1.0 - factor) * s`, rounding for rounding.
+        multiply(ema[epoch - 1], factor, out=ema[epoch])
+        add(ema[epoch], term[epoch], out=ema[epoch])
+    return tracked
+
+
+def _tracked32(signal: _Signal, config: MonitorConfig, work: _Scratch) -> tuple[FloatArray, Float32Array]:
+    """The tracked values in float64 and float32 (the signed ones without smoothing)."""
+    if not config.smoothing:
+        return signal.signed, signal.signed32
+    width = len(signal.signed)
+    tracked = _tracked(signal.signed, config, work)
+    tracked32 = work.get("tracked32", np.float32, width)
+    np.copyto(tracked32, tracked, casting="same_kind")
+    return tracked, tracked32
+
+
+def _ends(n: IntArray, guard: IntArray, exhausted: IntArray, reached: IntArray) -> tuple[IntArray, BoolArray, IntArray]:
+    """Stop epoch, whether stopped, and the last epoch whose step completed (the best is as it was then).
+
+    Each argument is a first epoch per run, ``>= n`` meaning never.
+    """
+    stop_at = np.minimum(exhausted, reached)
+    by_guard = (guard <= stop_at) & (guard < n)  # a guard returns before the monitored block and the threshold
+    stop = np.where(by_guard, guard, np.minimum(stop_at, n - 1))
+    return stop, by_guard | (stop_at < n), np.where(by_guard, guard - 1, stop)
+
+
+def _best_epochs(history: Float32Array, first: int, last: IntArray, work: _Scratch) -> IntArray:
+    """The epoch of the best as it stood after epoch ``last`` (-1 before ``first``).
+
+    ``history[i]`` is the best after epoch ``first + i``. Bests strictly
+    decrease, so the best's epoch is the first holding its value; a NaN first
+    value is a best nothing improves on.
+    """
+    count = history.shape[1]
+    if not len(history):
+        return np.full(count, -1, dtype=np.int64)
+    at = np.clip(last - first, 0, len(history) - 1)
+    span = int(at.max()) + 1  # rows past every run's end may be unset
+    equal = np.equal(history[:span], history[at, np.arange(count)], out=work.get("equal", bool, span))
+    found = first + _first_true(equal, 0)
+    found = np.where(np.isnan(history[0]), first, found)
+    return np.where(last >= first, found, -1)
+
+
+def _adoptions(
+    values: FloatArray, values32: Float32Array, config: MonitorConfig, scan: bool, work: _Scratch, slot: str
+) -> tuple[Float32Array, BoolArray]:
+    """The Monitor's best, stepped over epochs from the first that can be the best: (history, improves).
+
+    ``history[i]`` is the float32 best after step ``i`` and ``improves[i]``
+    whether step ``i`` adopted a new one (step 0 always does). Bests strictly
+    decrease, so a change of value is an adoption. ``scan`` (``min_delta=0``
+    only): the best is the running minimum, one ``fmin`` per epoch. Otherwise
+    the Monitor's step: compare ``float32(value + margin)`` with the best, the
+    margin being ``min_delta`` or, relative, ``min_delta * abs(best)``.
+    """
+    steps, count = values32.shape
+    wide = count != work.count
+    history = work.get(slot, np.float32, steps, wide)
+    improves = work.get(slot + ":improves", bool, steps, wide)
+    if not steps:
+        return history, improves
+    history[0] = values32[0]
+    improves[0] = True
+    delta = config.min_delta
+    rows, best, adopts = list(values32), list(history), list(improves)
+    if scan:
+        fmin = np.fmin
+        for step in range(1, steps):
+            fmin(best[step - 1], rows[step], out=best[step])
+        np.less(values32[1:], history[:-1], out=improves[1:])
+        stuck = np.isnan(values32[0])  # a NaN best, which nothing improves on (fmin would skip it)
+        if stuck.any():
+            improves[1:, stuck] = False
+            history[1:, stuck] = np.nan
+        return history, improves
+    less, copyto, putmask = np.less, np.copyto, np.putmask
+    if config.min_delta_mode == "abs":
+        shifted32 = work.get(slot + ":shifted32", np.float32, steps, wide)
+        np.copyto(
+            shifted32, np.add(values, delta, out=work.get("float64", np.float64, steps, wide)), casting="same_kind"
+        )
+        compared = list(shifted32)
+        for step in range(1, steps):
+            less(compared[step], best[step - 1], out=adopts[step])
+            copyto(best[step], best[step - 1])
+            putmask(best[step], adopts[step], rows[step])
+        return history, improves
+    margins = np.multiply(
+        np.abs(values, out=work.get("float64", np.float64, steps, wide)),
+        delta,
+        out=work.get("float64", np.float64, steps, wide),
+    )
+    margin = margins[0].copy()  # min_delta * abs(best), the best in float64
+    shifted32 = np.empty(count, dtype=np.float32)
+    exact, scaled = list(values), list(margins)
+    add = np.add
+    for step in range(1, steps):
+        add(exact[step], margin, out=shifted32, dtype=np.float64, casting="same_kind")  # float32(value + margin)
+        less(shifted32, best[step - 1], out=adopts[step])
+        copyto(best[step], best[step - 1])
+        putmask(best[step], adopts[step], rows[step])
+        putmask(margin, adopts[step], scaled[step])
+    return history, improves
+
+
+def _decide(
+    signal: _Signal, n: IntArray, config: MonitorConfig, scan: bool, work: _Scratch
+) -> tuple[IntArray, BoolArray, IntArray]:
+    """Every run's stop epoch, whether it stopped, and its best (kept) epoch, -1 for none.
+
+    Nothing a run does after it stops changes what came before, so the bests
+    are stepped over every epoch of every run, and the stop is then the first
+    epoch where the Monitor's conditions hold, found for all runs at once.
+    """
+    width, count = signal.signed.shape
+    start = config.start_from_epoch
+    first = min(max(start, config.best_from_epoch), width)  # the first epoch that can become the tracked best
+    patience = config.patience
+    assert isinstance(patience, int)
+    tracked, tracked32 = _tracked32(signal, config, work)
+    split = config.smoothing > 0 or config.best_from_epoch > 0  # the kept best is the raw value's, from start
+    if split and first < width:
+        # One pass for both bests, side by side: [raw from start | tracked from first]. The tracked
+        # half repeats its first value until `first`, which can never improve on itself.
+        offset = first - start
+        wide64 = work.get("wide64", np.float64, width - start, wide=True)
+        wide32 = work.get("wide32", np.float32, width - start, wide=True)
+        for wide, raw, smooth in ((wide64, signal.signed, tracked), (wide32, signal.signed32, tracked32)):
+            wide[:, :count] = raw[start:]
+            wide[: offset + 1, count:] = smooth[first]
+            wide[offset:, count:] = smooth[first:]
+        both, adopted = _adoptions(wide64, wide32, config, scan, work, "best:both")
+        kept, history, improves = both[:, :count], both[offset:, count:], adopted[offset:, count:]
+        improves[0] = True
+    else:
+        history, improves = _adoptions(tracked[first:], tracked32[first:], config, scan, work, "best:tracked")
+        kept = history
+    steps = len(history)
+    stuck = np.isnan(history[0]) if steps else np.zeros(count, dtype=bool)  # a NaN best nothing improves on
+    # Epoch first + i exhausts the patience if it does not improve and the wait (epochs counted
+    # from start_from_epoch, back to 0 when a best beats the baseline) has reached the patience.
+    calm = work.get("calm", bool, steps)
+    if config.baseline is None:  # every adoption resets: the best is unchanged over the window
+        calm[:patience] = False
+        np.equal(history[patience:], history[: max(steps - patience, 0)], out=calm[patience:])
+        if stuck.any():
+            calm[patience:, stuck] = True
+    else:
+        baseline = config.baseline * (1.0 if config.mode == "min" else -1.0)
+        margin = config.min_delta * abs(baseline) if config.min_delta_mode == "rel" else config.min_delta
+        shifted32 = work.get("beats32", np.float32, steps)
+        np.copyto(
+            shifted32, np.add(tracked[first:], margin, out=work.get("float64", np.float64, steps)), casting="same_kind"
+        )
+        resets = np.less(shifted32, np.float32(baseline), out=work.get("resets", bool, steps))
+        resets &= improves
+        counts = work.get("counts", np.int32, steps + 1)
+        counts[0] = 0
+        totals, rows = list(counts), list(resets)
+        for step in range(steps):
+            np.add(totals[step], rows[step], out=totals[step + 1])
+        since = np.maximum(np.arange(steps) + 1 - patience, 0)
+        np.equal(counts[1:], counts[since], out=calm)
+        calm[: max(0, start - 1 + patience - first)] = False  # fewer than `patience` epochs counted yet
+    exhausted = np.greater(calm, improves, out=calm)  # calm and not improving
+    exhausted[:1] = False  # the first adoptable epoch improves
+    if signal.reached is not None:
+        np.greater(exhausted, signal.reached[first:], out=exhausted)  # and not at the goal
+    stop, stopped, last = _ends(
+        n,
+        signal.guard,
+        first + _first_true(exhausted, width),
+        width if signal.reached is None else _first_true(signal.reached, width),
+    )
+    if split and first >= width:
+        kept, _ = _adoptions(signal.signed[start:], signal.signed32[start:], config, scan, work, "best:kept")
+    return stop, stopped, _best_epochs(kept, start if split else first, last, work)
