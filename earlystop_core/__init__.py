@@ -23,10 +23,28 @@ from earlystop_core.rules import AllOf, AnyOf, Patience, Rule, never
 from earlystop_core.signals import WeightedScore
 from earlystop_core.trend import Stalled
 
+# The replay tools import numpy; load them only when asked for, so that
+# `from earlystop_core import Monitor` stays free of numpy.
+_LAZY = {
+    "Bank": "earlystop_core.vectorized",
+    "evaluate": "earlystop_core.vectorized",
+    "load_any": "earlystop_core.formats",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'earlystop_core' has no attribute {name!r}")
+
+
 __all__ = [
     "AllOf",
     "AnyOf",
     "AutoPatience",
+    "Bank",
     "Decision",
     "DynamicPatience",
     "GL",
@@ -43,7 +61,9 @@ __all__ = [
     "StopReason",
     "UP",
     "WeightedScore",
+    "evaluate",
     "infer_mode",
+    "load_any",
     "never",
     "suggest_patience",
 ]

@@ -1,43 +1,355 @@
-"""The ``earlystop`` command.
+"""The ``earlystop`` command: replay stopping rules over recorded learning curves.
 
-``earlystop demo`` streams a recorded learning curve through a Monitor and
-prints every decision: what the library does, in one command.
+``earlystop replay`` reports what each strategy saves and costs,
+``earlystop tune`` searches strategies for the best trade-off (and can learn a
+stopping policy from the runs), ``earlystop plot`` draws one run with the best
+and stop epochs marked, and ``earlystop demo`` streams one curve through a
+Monitor, printing every decision.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from earlystop_core.curves import epochs, load_curves, sample_curves_path
+from earlystop_core.curves import epochs, sample_curves_path
 from earlystop_core.monitor import Monitor
+from earlystop_core.strategy import parse_strategy
+
+#: Named strategies; ``default`` is the library's recommendation (see docs/replay.md).
+PRESETS = {
+    "default": "patience=15,best_from_epoch=3",
+    "combo": "rule=Patience(20) | (Patience(14) & Stalled(10, log=True)),best_from_epoch=3",
+}
+COMPARISON = [
+    "patience=5",
+    "patience=10",
+    "patience=20",
+    "default",
+    "combo",
+    "patience=20,best_from_epoch=3",
+    "patience=10,smoothing=0.8",
+    "rule=DynamicPatience()",
+    "rule=GL(5)",
+    "rule=UP(3)",
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``earlystop`` command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.run(args)
+    except (ValueError, KeyError, TypeError, OSError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"earlystop: error: {message}", file=sys.stderr)
+        return 2
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="earlystop", description="Early stopping for any training loop.")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    replay = commands.add_parser("replay", help="replay strategies over recorded curves: epochs saved vs regret")
+    _bank_arguments(replay)
+    replay.add_argument(
+        "--strategy",
+        action="append",
+        metavar="SPEC",
+        help="Monitor arguments, comma-separated (patience=10,min_delta=0.001; rule=Patience(20) | GL(5)), "
+        f"or a preset ({', '.join(PRESETS)}); repeat to compare. Default: a comparison set",
+    )
+    replay.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    replay.set_defaults(run=_replay)
+
+    tune = commands.add_parser("tune", help="search strategies for the best trade-off of epochs saved and regret")
+    _bank_arguments(tune, path_required=True)
+    tune.add_argument("--max-regret", type=float, default=0.002, help="regret allowed, in the target's units")
+    tune.add_argument("--plot", metavar="PNG", help="draw the Pareto front (needs matplotlib)")
+    tune.add_argument("--learn", metavar="JSON", help="also fit a stopping policy on these runs and save it")
+    tune.add_argument("--json", action="store_true", help="print the front as JSON")
+    tune.set_defaults(run=_tune)
+
+    plot = commands.add_parser("plot", help="draw one run's curve with the best and stop epochs marked")
+    _bank_arguments(plot, path_required=True)
+    plot.add_argument("--run", required=True, dest="run_id", help="the run to draw")
+    plot.add_argument("--strategy", default="default", metavar="SPEC", help="the strategy whose epochs to mark")
+    plot.add_argument("-o", "--output", required=True, help="PNG file to write")
+    plot.set_defaults(run=_plot)
+
     demo = commands.add_parser("demo", help="stream a recorded learning curve through a Monitor")
-    demo.add_argument("path", nargs="?", help="long CSV of curves (run,epoch,metrics...); default: bundled sample")
-    demo.add_argument("--run", default=None, help="run id to stream (default: the first run)")
+    demo.add_argument("path", nargs="?", help="curves (any supported format); default: the bundled sample")
+    demo.add_argument("--run", default=None, dest="run_id", help="run id to stream (default: the first run)")
     demo.add_argument("--monitor", default="val_loss")
     demo.add_argument("--mode", default="auto", choices=["auto", "min", "max"])
     demo.add_argument("--patience", type=int, default=10)
     demo.add_argument("--min-delta", type=float, default=0.0)
     demo.add_argument("--target", default="test_accuracy", help="metric reported for the restored epoch")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
-    args = parser.parse_args(argv)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _bank_arguments(parser: argparse.ArgumentParser, path_required: bool = False) -> None:
+    parser.add_argument(
+        "path",
+        nargs=None if path_required else "?",
+        help="curves: long CSV (run,epoch,metrics), Keras CSVLogger, Lightning metrics.csv, JSON lines, or a "
+        "directory of them" + ("" if path_required else "; default: a sample of real curves bundled with the package"),
+    )
+    parser.add_argument("--monitor", default="val_loss", help="the validation metric the strategies watch")
+    parser.add_argument("--mode", default="auto", choices=["auto", "min", "max"])
+    parser.add_argument("--target", default="test_accuracy", help="the metric judging the kept epoch")
+    parser.add_argument("--target-mode", default="auto", choices=["auto", "min", "max"])
+
+
+# -- replay ---------------------------------------------------------------------------
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from earlystop_core.vectorized import Bank
+
+    bank = _bank(args.path)
+    specs = args.strategy or COMPARISON
+    rows = []
+    with _Progress(len(specs), "strategies") as progress:
+        for spec in specs:
+            rows.append(_row(spec, _evaluate(bank, spec, args)))
+            progress.step()
+    if args.json:
+        print(
+            json.dumps(
+                [{key: row[key] for key in ("strategy", "runs", "epochs_saved", "regret", "gain")} for row in rows]
+            )
+        )
+    else:
+        print(_table(rows, args.target, bank))
+    assert isinstance(bank, Bank)
+    return 0
+
+
+def _evaluate(bank: Any, spec: str, args: argparse.Namespace) -> Any:
+    from earlystop_core.vectorized import evaluate
+
+    strategy = {"monitor": args.monitor, "mode": args.mode, "restore_best_weights": True}
+    strategy.update(parse_strategy(PRESETS.get(spec, spec)))
+    return evaluate(
+        bank, strategy, target=args.target, target_mode=args.target_mode, reference=args.monitor, on_error="skip"
+    )
+
+
+def _row(spec: str, evaluation: Any) -> dict[str, Any]:
+    summary = evaluation.summary if len(evaluation) else None
+    return {
+        "strategy": spec,
+        "runs": len(evaluation),
+        "epochs": summary.epochs_run if summary else float("nan"),
+        "epochs_saved": summary.saved if summary else float("nan"),
+        "target": evaluation.mean_value if summary else float("nan"),
+        "regret": summary.regret if summary else float("nan"),
+        "gain": summary.gain if summary else float("nan"),
+    }
+
+
+def _table(rows: list[dict[str, Any]], target: str, bank: Any) -> str:
+    width = max(len("strategy"), *(len(row["strategy"]) for row in rows))
+    lines = [
+        f"{len(bank)} runs; regret and gain in {target} units (positive regret = worse than the best "
+        "validation epoch; positive gain = better than training to the end)",
+        f"{'strategy':<{width}}  {'runs':>5}  {'epochs':>7}  {'saved':>6}  {'target':>12}  {'regret':>8}  {'gain':>8}",
+    ]
+    for row in rows:
+        lines.append(
+            f"{row['strategy']:<{width}}  {row['runs']:>5}  {row['epochs']:>7.1f}  {row['epochs_saved']:>6.1%}  "
+            f"{row['target']:>12.4f}  {row['regret']:>8.4f}  {row['gain']:>8.4f}"
+        )
+    return "\n".join(lines)
+
+
+def _bank(path: str | None) -> Any:
+    from earlystop_core.formats import load_any
+    from earlystop_core.vectorized import Bank
+
+    return Bank.from_curves(load_any(path if path is not None else sample_curves_path()))
+
+
+# -- tune -------------------------------------------------------------------------------
+
+
+def _candidates() -> list[str]:
+    specs = [f"patience={p}" for p in (3, 5, 8, 10, 12, 15, 20, 25, 30, 40)]
+    specs += [f"patience={p},best_from_epoch=3" for p in (5, 8, 10, 12, 15, 20, 25, 30)]
+    specs += [f"patience={p},min_delta=0.001,min_delta_mode='rel'" for p in (10, 15, 20)]
+    specs += [f"patience={p},smoothing=0.5" for p in (10, 20)]
+    specs += [PRESETS["combo"], "patience='auto',max_epochs=100"]
+    return specs
+
+
+def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows no other row beats on both epochs saved (higher) and regret (lower).
+
+    Examples:
+        >>> rows = [{"epochs_saved": 0.4, "regret": 0.01}, {"epochs_saved": 0.3, "regret": 0.02},
+        ...         {"epochs_saved": 0.2, "regret": 0.0}]
+        >>> [r["epochs_saved"] for r in pareto_front(rows)]
+        [0.4, 0.2]
+    """
+
+    def beaten(row: dict[str, Any]) -> bool:
+        return any(
+            other["epochs_saved"] >= row["epochs_saved"]
+            and other["regret"] <= row["regret"]
+            and (other["epochs_saved"], other["regret"]) != (row["epochs_saved"], row["regret"])
+            for other in rows
+        )
+
+    return sorted((row for row in rows if not beaten(row)), key=lambda row: -row["epochs_saved"])
+
+
+def _tune(args: argparse.Namespace) -> int:
+    bank = _bank(args.path)
+    specs = _candidates()
+    rows = []
+    with _Progress(len(specs), "candidates") as progress:
+        for spec in specs:
+            rows.append(_row(spec, _evaluate(bank, spec, args)))
+            progress.step()
+    if args.learn:
+        rows.append(_learn(bank, args))
+    rows = [row for row in rows if row["runs"]]
+    front = pareto_front(rows)
+    allowed = [row for row in front if row["regret"] <= args.max_regret]
+    pick = max(allowed, key=lambda row: row["epochs_saved"]) if allowed else min(front, key=lambda r: r["regret"])
+    if args.json:
+        print(json.dumps({"front": front, "recommended": pick["strategy"]}))
+    else:
+        print("Pareto front (no other candidate saves more epochs at lower regret):")
+        print(_table(front, args.target, bank))
+        verdict = "within" if allowed else "no candidate is within"
+        print(f"\nrecommended ({verdict} --max-regret {args.max_regret:g}): {pick['strategy']}")
+    if args.plot:
+        _plot_front(rows, front, pick, args.plot)
+    return 0
+
+
+def _learn(bank: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from earlystop_core.policy import fit_policy
+
+    policy = fit_policy(bank.curves(), monitor=args.monitor, target=args.target)
+    policy.save(args.learn)
+    print(f"learned policy saved to {args.learn}", file=sys.stderr)
+    return _row(f"rule=LearnedPolicy({args.learn!r})", _evaluate_policy(bank, policy, args))
+
+
+def _evaluate_policy(bank: Any, policy: Any, args: argparse.Namespace) -> Any:
+    from earlystop_core.vectorized import evaluate
+
+    def make() -> Monitor:
+        return Monitor(monitor=args.monitor, mode=args.mode, rule=policy, restore_best_weights=True)
+
+    return evaluate(bank, make, target=args.target, target_mode=args.target_mode, reference=args.monitor)
+
+
+def _plot_front(rows: list[dict[str, Any]], front: list[dict[str, Any]], pick: dict[str, Any], path: str) -> None:
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(figsize=(7, 4.5))
+    axes.scatter(
+        [100 * r["epochs_saved"] for r in rows], [r["regret"] for r in rows], s=14, color="0.6", label="candidates"
+    )
+    axes.plot([100 * r["epochs_saved"] for r in front], [r["regret"] for r in front], "o-", color="C0", label="front")
+    axes.scatter([100 * pick["epochs_saved"]], [pick["regret"]], s=80, color="C3", zorder=3, label="recommended")
+    axes.set_xlabel("epochs saved (%)")
+    axes.set_ylabel("regret (target units)")
+    axes.set_title("Epochs saved against regret")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    print(f"front plotted to {path}", file=sys.stderr)
+
+
+# -- plot -------------------------------------------------------------------------------
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from earlystop_core.formats import load_any
+    from earlystop_core.replay import replay_run
+
+    curves = load_any(args.path)
+    if args.run_id not in curves:
+        raise KeyError(f"no run {args.run_id!r} in {args.path}; runs: {', '.join(list(curves)[:10])}, ...")
+    curve = curves[args.run_id]
+    strategy = {"monitor": args.monitor, "mode": args.mode, "restore_best_weights": True}
+    strategy.update(parse_strategy(PRESETS.get(args.strategy, args.strategy)))
+    result = replay_run(curve, lambda: Monitor(**strategy), args.target, args.target_mode, reference=args.monitor)
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(figsize=(7, 4.5))
+    for name in (args.monitor, args.monitor.removeprefix("val_")):
+        if name in curve:
+            axes.plot(curve[name], label=name)
+    axes.axvline(result.kept, color="C2", linestyle="--", label=f"kept (best) epoch {result.kept}")
+    if result.stopped:
+        axes.axvline(result.stop, color="C3", linestyle=":", label=f"stop epoch {result.stop}")
+    axes.set_xlabel("epoch")
+    axes.set_title(f"run {args.run_id}: {args.strategy}")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(args.output, dpi=120)
+    print(f"run {args.run_id}: stop {result.stop}, kept {result.kept}, regret {result.regret:.4f}; wrote {args.output}")
+    return 0
+
+
+def _pyplot() -> Any:
     try:
-        return _demo(args)
-    except (ValueError, KeyError, TypeError, OSError) as error:
-        print(f"earlystop: error: {error}", file=sys.stderr)
-        return 2
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot
+    except ImportError:
+        raise OSError("plotting needs matplotlib: pip install 'earlystop[plot]'") from None
+    return pyplot
+
+
+class _Progress:
+    """A one-line progress bar on standard error, shown only on a terminal."""
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total, self.what, self.done = total, what, 0
+        self.shown = sys.stderr.isatty() and total > 1
+
+    def __enter__(self) -> _Progress:
+        self._draw()
+        return self
+
+    def step(self) -> None:
+        self.done += 1
+        self._draw()
+
+    def _draw(self) -> None:
+        if self.shown:
+            filled = round(30 * self.done / self.total)
+            bar = "#" * filled + "." * (30 - filled)
+            print(f"\r[{bar}] {self.done}/{self.total} {self.what}", end="", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.shown:
+            print("\r" + " " * 60 + "\r", end="", file=sys.stderr, flush=True)
+
+
+# -- demo -------------------------------------------------------------------------------
 
 
 def _demo(args: argparse.Namespace) -> int:
-    curves = load_curves(args.path or sample_curves_path())
-    run = args.run if args.run is not None else next(iter(curves))
+    from earlystop_core.formats import load_any
+
+    curves = load_any(args.path or sample_curves_path())
+    run = args.run_id if args.run_id is not None else next(iter(curves))
     if run not in curves:
         raise KeyError(f"no run {run!r} in the curves; runs: {', '.join(list(curves)[:10])}, ...")
     curve = curves[run]

@@ -1,0 +1,111 @@
+"""The ``earlystop`` command as a user runs it (in-process through ``main``, and once as a real process)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from earlystop_core.cli import PRESETS, main, pareto_front
+from earlystop_core.curves import sample_curves_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_replay_with_no_path_uses_the_bundled_sample_and_shows_the_default_row(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out, _ = run(capsys, "replay")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("120 runs")
+    assert lines[1].split()[:3] == ["strategy", "runs", "epochs"]
+    assert any(line.startswith("default ") for line in lines)
+
+
+def test_replay_json_has_the_documented_keys_as_fractions(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "replay", "--strategy", "patience=10", "--strategy", "default", "--json")
+    assert status == 0
+    rows = json.loads(out)
+    assert [row["strategy"] for row in rows] == ["patience=10", "default"]
+    assert all(set(row) == {"strategy", "runs", "epochs_saved", "regret", "gain"} for row in rows)
+    assert all(0.0 <= row["epochs_saved"] < 1.0 and row["runs"] == 120 for row in rows)
+
+
+def test_replay_equals_the_scalar_monitor_loop(capsys: pytest.CaptureFixture[str]) -> None:
+    from earlystop_core import Monitor
+    from earlystop_core.curves import load_curves
+    from earlystop_core.replay import replay, summarize
+
+    _, out, _ = run(capsys, "replay", "--strategy", "patience=7,min_delta=0.001", "--json")
+    (row,) = json.loads(out)
+    scalar = summarize(
+        replay(
+            load_curves(sample_curves_path()),
+            lambda: Monitor(patience=7, min_delta=0.001, restore_best_weights=True),
+            reference="val_loss",
+        )
+    )
+    assert row["epochs_saved"] == pytest.approx(scalar.saved, abs=1e-12)
+    assert row["regret"] == pytest.approx(scalar.regret, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("patience", "is not key=value"), ("patience=-1", "'patience' must be >= 0"), ("rule=open('x')", "not a rule")],
+)
+def test_bad_strategies_are_clear_errors(capsys: pytest.CaptureFixture[str], spec: str, message: str) -> None:
+    status, _, err = run(capsys, "replay", "--strategy", spec)
+    assert status == 2
+    assert message in err
+
+
+def test_malformed_curves_name_file_line_and_column(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "curves.csv"
+    bad.write_text("run,epoch,val_loss,test_accuracy\n0,0,0.5,0.7\n0,1,abc,0.7\n")
+    status, _, err = run(capsys, "replay", str(bad))
+    assert status == 2
+    assert "curves.csv:3:3" in err
+
+
+def test_tune_prints_a_front_and_a_recommendation(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "tune", str(sample_curves_path()), "--json")
+    assert status == 0
+    result = json.loads(out)
+    front = result["front"]
+    assert front == pareto_front(front)
+    assert result["recommended"] in {row["strategy"] for row in front}
+
+
+def test_plot_writes_a_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out_file = tmp_path / "run.png"
+    status, out, _ = run(capsys, "plot", str(sample_curves_path()), "--run", "7", "-o", str(out_file))
+    assert status == 0
+    assert out_file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "run 7: stop" in out
+
+
+def test_presets_parse() -> None:
+    from earlystop_core import Monitor
+    from earlystop_core.strategy import parse_strategy
+
+    for spec in PRESETS.values():
+        Monitor(**parse_strategy(spec))
+
+
+def test_the_installed_command_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "earlystop_core.cli", "replay", "--strategy", "default"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "default" in result.stdout
