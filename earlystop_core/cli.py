@@ -21,7 +21,8 @@ from earlystop_core.strategy import parse_strategy
 
 #: Named strategies; ``default`` is the library's recommendation (see docs/replay.md).
 PRESETS = {
-    "default": "patience=15,best_from_epoch=3",
+    "default": "rule=recommended_policy()",
+    "warmup": "patience=15,best_from_epoch=3",
     "combo": "rule=Patience(20) | (Patience(14) & Stalled(10, log=True)),best_from_epoch=3",
 }
 COMPARISON = [
@@ -29,6 +30,7 @@ COMPARISON = [
     "patience=10",
     "patience=20",
     "default",
+    "warmup",
     "combo",
     "patience=20,best_from_epoch=3",
     "patience=10,smoothing=0.8",

@@ -18,7 +18,7 @@ packed into a :class:`~earlystop_core.vectorized.Bank`:
 (``.gz``) are read too. A malformed file raises :class:`FormatError`, whose
 message starts with ``file:line:column``.
 
-Example:
+Examples:
     >>> import pathlib, tempfile
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (folder / "run_a.csv").write_text("epoch,loss,val_loss\\n0,0.9,1.0\\n1,0.7,0.8\\n")
@@ -74,7 +74,7 @@ class FormatError(ValueError):
         line: The 1-based line (None when the problem is the file as a whole).
         column: The 1-based column (a CSV field, or a character of a JSON line), or None.
 
-    Example:
+    Examples:
         >>> str(FormatError("metrics.csv", 14, 3, "expected a number, got 'abc'"))
         "metrics.csv:14:3: expected a number, got 'abc'"
     """
@@ -98,7 +98,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     Raises:
         FormatError: None of these.
 
-    Example:
+    Examples:
         >>> import pathlib, tempfile
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "metrics.csv"
         >>> _ = path.write_text("epoch,step,train_loss,val_loss\\n0,9,0.5,\\n0,9,,0.6\\n")
@@ -144,7 +144,7 @@ def load_any(path: str | os.PathLike[str], format: str = "auto") -> Curves:
         FormatError: The file is malformed, or its format cannot be told.
         OSError: The file cannot be read.
 
-    Example:
+    Examples:
         >>> from earlystop_core.curves import sample_curves_path
         >>> len(load_any(sample_curves_path()))
         120
@@ -187,7 +187,7 @@ def _run_id(path: Path) -> str:
 def load_long_csv(path: str | os.PathLike[str]) -> Curves:
     """Read the long CSV ``run,epoch,<metrics...>`` (:func:`~earlystop_core.curves.load_curves`).
 
-    Example:
+    Examples:
         >>> from earlystop_core.curves import sample_curves_path
         >>> sorted(load_long_csv(sample_curves_path())["0"])[:2]
         ['accuracy', 'loss']
@@ -201,7 +201,7 @@ def load_keras_csv(path: str | os.PathLike[str], run: str | None = None) -> Curv
     Epochs must be 0, 1, 2, ... in order; empty cells, ``NA`` (Keras's
     absent value) and ``nan`` are NaN.
 
-    Example:
+    Examples:
         >>> import pathlib, tempfile
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "training.log"
         >>> _ = path.write_text("epoch,accuracy,loss\\n0,0.5,0.9\\n1,0.6,NA\\n")
@@ -242,7 +242,7 @@ def load_lightning_csv(path: str | os.PathLike[str], run: str | None = None) -> 
     epochs, say) is NaN there. The ``step`` column is dropped. The run has
     ``max(epoch) + 1`` epochs.
 
-    Example:
+    Examples:
         >>> import pathlib, tempfile
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "version_0" / "metrics.csv"
         >>> path.parent.mkdir()
@@ -288,7 +288,7 @@ def load_jsonl(path: str | os.PathLike[str], run: str | None = None) -> Curves:
     numbers, ``null`` (absent), or the non-finite ``NaN``/``Infinity``
     (as tokens or strings).
 
-    Example:
+    Examples:
         >>> import pathlib, tempfile
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "log.jsonl"
         >>> lines = ['{"run": "a", "epoch": 0, "val_loss": 0.5}', '{"run": "a", "epoch": 1, "val_loss": NaN}']
@@ -358,7 +358,7 @@ def load_directory(path: str | os.PathLike[str]) -> Curves:
         FormatError: A file is malformed, two files give the same run id, or
             no curve file was found.
 
-    Example:
+    Examples:
         >>> import pathlib, tempfile
         >>> folder = pathlib.Path(tempfile.mkdtemp())
         >>> _ = (folder / "a.csv").write_text("epoch,val_loss\\n0,0.5\\n")

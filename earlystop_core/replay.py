@@ -272,7 +272,7 @@ def evaluate(
     way the per-run results are those of :func:`replay`. See
     :func:`earlystop_core.vectorized.evaluate` for the arguments.
 
-    Example:
+    Examples:
         >>> curves = {"a": {"val_loss": [1.0, 0.9, 1.2, 1.3], "test_accuracy": [0.5, 0.6, 0.55, 0.5]},
         ...           "b": {"val_loss": [1.0, 0.8, 0.7, 0.6], "test_accuracy": [0.5, 0.6, 0.7, 0.8]}}
         >>> result = evaluate(curves, {"monitor": "val_loss", "patience": 1})

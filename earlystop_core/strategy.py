@@ -16,6 +16,7 @@ from typing import Any
 
 from earlystop_core.adaptive import DynamicPatience, RelativePatience
 from earlystop_core.auto_patience import AutoPatience
+from earlystop_core.policy import recommended_policy
 from earlystop_core.prechelt import GL, PQ, UP
 from earlystop_core.rules import Patience, Rule, never
 from earlystop_core.trend import Stalled
@@ -29,6 +30,7 @@ RULES: dict[str, Callable[..., Rule]] = {
     "UP": UP,
     "Stalled": Stalled,
     "AutoPatience": AutoPatience,
+    "recommended_policy": recommended_policy,
 }
 
 

@@ -27,7 +27,7 @@ cannot express (a ``rule=``, a weighted monitor, ``patience="auto"``, a
 replay instead (``engine="scalar"``): the same results object and numbers,
 only slower.
 
-Example:
+Examples:
     >>> curves = {"a": {"val_loss": [1.0, 0.9, 1.2, 1.3], "test_accuracy": [0.5, 0.6, 0.55, 0.5]},
     ...           "b": {"val_loss": [1.0, 0.8, 0.7, 0.6], "test_accuracy": [0.5, 0.6, 0.7, 0.8]}}
     >>> result = evaluate(Bank.from_curves(curves), {"monitor": "val_loss", "patience": 1})
@@ -89,7 +89,7 @@ class Bank:
         present: ``{metric: bool array (runs,)}``: which runs log the metric
             at all (a run without it has NaN there, but a replay sees no key).
 
-    Example:
+    Examples:
         >>> bank = Bank.from_curves({"a": {"val_loss": [0.5, 0.4]}, "b": {"val_loss": [0.6]}})
         >>> bank
         Bank(2 runs, 1 metric, 1 to 2 epochs)
@@ -140,7 +140,7 @@ class Bank:
             TypeError: A run id is not a string, or a value is not a number.
             ValueError: The metrics of a run have different lengths.
 
-        Example:
+        Examples:
             >>> Bank.from_curves({"r": {"loss": [1.0, 0.5], "acc": [0.1, 0.2]}}).metrics
             ('loss', 'acc')
         """
@@ -179,7 +179,7 @@ class Bank:
     def load(cls, path: str | Path) -> Bank:
         """Read a curve file or directory in any supported format (see :func:`~earlystop_core.formats.load_any`).
 
-        Example:
+        Examples:
             >>> from earlystop_core.curves import sample_curves_path
             >>> len(Bank.load(sample_curves_path()))
             120
@@ -210,7 +210,7 @@ class Bank:
     def curve(self, index: int) -> dict[str, list[float]]:
         """The run at ``index`` as ``{metric: values}`` (only the metrics it logs).
 
-        Example:
+        Examples:
             >>> Bank.from_curves({"a": {"loss": [1.0, 0.5]}, "b": {"loss": [2.0]}}).curve(1)
             {'loss': [2.0]}
         """
@@ -220,7 +220,7 @@ class Bank:
     def curves(self) -> dict[str, dict[str, list[float]]]:
         """The whole bank back as ``{run: {metric: values}}`` (the input of :meth:`from_curves`).
 
-        Example:
+        Examples:
             >>> curves = {"a": {"loss": [1.0, 0.5]}, "b": {"loss": [2.0]}}
             >>> Bank.from_curves(curves).curves() == curves
             True
@@ -350,7 +350,7 @@ def evaluate(
         KeyError: (``on_error="raise"``) A run lacks the target, the monitored
             metric or the reference.
 
-    Example:
+    Examples:
         A relative ``min_delta`` runs the epoch loop; a ``rule=`` falls back to
         the scalar replay, with the same results object:
 
@@ -403,7 +403,7 @@ def evaluate(
 def fallback_reason(config: MonitorConfig) -> str | None:
     """Why a configuration needs the scalar replay, or None if the engine vectorises it.
 
-    Example:
+    Examples:
         >>> from earlystop_core import Patience
         >>> fallback_reason(Monitor(patience=10, min_delta=0.01, smoothing=0.5).config) is None
         True

@@ -339,7 +339,8 @@ def started_examples(request: pytest.FixtureRequest) -> Iterator[dict[str, subpr
     selected = {
         item.callspec.params["name"]
         for item in request.session.items
-        if item.module is request.module and item.originalname == "test_example_runs"
+        if getattr(item, "module", None) is request.module
+        and getattr(item, "originalname", None) == "test_example_runs"
     }
     environment = {**os.environ, "KERAS_BACKEND": "torch", "OMP_NUM_THREADS": "1"}
     processes = {}

@@ -1,0 +1,428 @@
+"""The online features of a learned stopping policy: O(1) time and memory per epoch, state as JSON.
+
+A :class:`FeatureTracker` is fed what a rule's ``check`` gets (epoch, signed
+value, best, wait, improved, logs) and returns the features of that epoch.
+Every feature at epoch ``t`` depends on epochs ``<= t`` only. Window means
+come from a history of cumulative sums over the last 10 monitored epochs, so
+no feature costs more than a few arithmetic operations.
+
+The monitored value enters through its *level*: ``log(value)`` with
+``log=True`` (a positive loss; values below :data:`LOG_FLOOR` count as the
+floor, since real cross-entropies do reach 0.0), else the value itself. A
+non-finite value, training loss or accuracy carries the last finite one.
+
+Features, by family. ``n`` counts the monitored epochs seen (this one
+included), ``b`` is the epoch of the last improvement (or the first epoch
+seen), "epochs since" counts monitored epochs, and the windows are over
+monitored epochs:
+
+``value``
+    ``log_wait`` = log(1 + wait); ``wait_share`` = wait / n;
+    ``log_best_epoch`` = log(1 + b); ``log_epoch`` = log(1 + epoch);
+    ``gl`` = level − level(best), the generalisation loss (a log ratio for a
+    loss), capped at 50; ``trend5`` = mean level over the last 5 epochs minus
+    the mean over the 5 before (0 until 10 are seen); ``noise10`` = mean
+    absolute level step over the last 10 steps; ``gl_over_noise`` =
+    gl / max(noise10, 1e-6), capped at 50; ``recent_gain10`` =
+    level(best 10 epochs ago) − level(best) (from the first level until then).
+``budget`` (needs ``max_epochs`` = M)
+    ``budget_position`` = epoch / M; ``budget_left`` = log(1 + max(M − 1 − epoch, 0));
+    ``wait_budget`` = wait / M.
+``train`` (the training loss, through ``log``)
+    ``train_since_best`` = log training loss now minus at epoch b;
+    ``train_log_wait`` = log(1 + epochs since the lowest training loss);
+    ``train_gap`` = level − log training loss.
+``accuracy`` (a validation accuracy, higher is better)
+    ``acc_log_wait`` = log(1 + epochs since the best accuracy, first on ties);
+    ``acc_best_gap`` = best accuracy − accuracy at epoch b; ``acc_progress`` =
+    best − first; ``acc_level`` = now; ``acc_best`` = best.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from earlystop_core._json import float_from_json, float_to_json
+from earlystop_core._validate import check_bool, check_int
+from earlystop_core._values import coerce_metric
+from earlystop_core.errors import MissingMetricError, StateError
+
+__all__ = ["FAMILIES", "FEATURES", "HISTORY", "LOG_FLOOR", "FeatureTracker", "check_metric_name"]
+
+#: Every feature, by family, in the order a tracker returns them.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "value": (
+        "log_wait",
+        "wait_share",
+        "log_best_epoch",
+        "log_epoch",
+        "gl",
+        "trend5",
+        "noise10",
+        "gl_over_noise",
+        "recent_gain10",
+    ),
+    "budget": ("budget_position", "budget_left", "wait_budget"),
+    "train": ("train_since_best", "train_log_wait", "train_gap"),
+    "accuracy": ("acc_log_wait", "acc_best_gap", "acc_progress", "acc_level", "acc_best"),
+}
+#: Feature name -> its family.
+FEATURES: dict[str, str] = {name: family for family, names in FAMILIES.items() for name in names}
+
+#: Lowest value a logarithm is taken of (a cross-entropy of exactly 0.0 happens: float underflow).
+LOG_FLOOR = 1e-12
+#: Cumulative records kept: the last 10 epochs and the one before them.
+HISTORY = 11
+_FLOOR_LEVEL = math.log(LOG_FLOOR)
+_INF = math.inf
+_log = math.log
+_log1p = math.log1p
+_NOISE_FLOOR = 1e-6
+_CAP = 50.0
+_FLOATS = (
+    "first",
+    "last",
+    "train_last",
+    "train_at_best",
+    "train_best",
+    "acc_first",
+    "acc_last",
+    "acc_best",
+    "acc_at_best",
+)
+_COUNTS = ("seen", "best_epoch", "train_best_seen", "acc_best_seen")
+_STATE_FIELDS = ("history", *_COUNTS, *_FLOATS, "features")
+
+#: (sum of levels, sum of absolute level steps, best level), cumulative from the first epoch seen.
+Record = tuple[float, float, float]
+
+
+class FeatureTracker:
+    """Computes a policy's features online (see the module docstring for the definitions).
+
+    Args:
+        log: Take ``log`` of the (signed, lower-is-better) monitored value: for
+            a positive loss.
+        max_epochs: The epoch budget; enables the ``budget`` family.
+        train_metric: Training-loss key in the logs; enables the ``train`` family.
+        accuracy_metric: Validation-accuracy key in the logs; enables the ``accuracy`` family.
+
+    Examples:
+        >>> tracker = FeatureTracker(max_epochs=10, accuracy_metric="val_accuracy")
+        >>> for epoch, (loss, best, acc) in enumerate([(0.9, 0.9, 0.5), (0.8, 0.8, 0.6), (0.85, 0.8, 0.7)]):
+        ...     features = tracker.step(epoch, loss, best, max(epoch - 1, 0), epoch < 2, {"val_accuracy": acc})
+        >>> named = dict(zip(tracker.names, features))
+        >>> named["budget_position"], named["log_best_epoch"] == math.log(2), round(named["acc_progress"], 2)
+        (0.2, True, 0.2)
+    """
+
+    __slots__ = (
+        "_acc_at_best",
+        "_acc_best",
+        "_acc_best_seen",
+        "_acc_first",
+        "_acc_last",
+        "_best_epoch",
+        "_best_level",
+        "_best_value",
+        "_features",
+        "_first",
+        "_history",
+        "_last",
+        "_log_best_epoch",
+        "_seen",
+        "_train_at_best",
+        "_train_best",
+        "_train_best_seen",
+        "_train_last",
+        "accuracy_metric",
+        "families",
+        "log",
+        "max_epochs",
+        "names",
+        "train_metric",
+    )
+
+    def __init__(
+        self,
+        log: bool = True,
+        max_epochs: int | None = None,
+        train_metric: str | None = None,
+        accuracy_metric: str | None = None,
+    ) -> None:
+        self.log = check_bool("log", log)
+        self.max_epochs = None if max_epochs is None else check_int("max_epochs", max_epochs, minimum=1)
+        self.train_metric = check_metric_name("train_metric", train_metric)
+        self.accuracy_metric = check_metric_name("accuracy_metric", accuracy_metric)
+        families = ["value"]
+        if self.max_epochs is not None:
+            families.append("budget")
+        if self.train_metric is not None:
+            families.append("train")
+        if self.accuracy_metric is not None:
+            families.append("accuracy")
+        #: The enabled families, in :data:`FAMILIES` order.
+        self.families = tuple(families)
+        #: The names of the features :meth:`step` returns, in order.
+        self.names = tuple(name for family in self.families for name in FAMILIES[family])
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every epoch seen."""
+        self._history: deque[Record] = deque(maxlen=HISTORY)
+        self._seen = 0
+        self._best_epoch = -1
+        self._log_best_epoch = 0.0
+        self._best_value = math.nan  # a cache of level(best)
+        self._best_level = math.nan
+        self._first = math.nan
+        self._last = math.nan
+        self._train_last = math.nan
+        self._train_at_best = math.nan
+        self._train_best = _INF
+        self._train_best_seen = -1
+        self._acc_first = math.nan
+        self._acc_last = math.nan
+        self._acc_best = -_INF
+        self._acc_best_seen = -1
+        self._acc_at_best = math.nan
+        self._features: list[float] = []
+
+    def level(self, value: float) -> float:
+        """The monitored value as the features see it: its log (floored) with ``log=True``.
+
+        Examples:
+            >>> FeatureTracker().level(0.0) == math.log(LOG_FLOOR)
+            True
+        """
+        if not self.log:
+            return value
+        if value < 0:
+            raise ValueError(
+                f"a policy with log=True takes logarithms of a non-negative minimised metric, got {value!r}; "
+                "fit the policy with log=False"
+            )
+        return _log(value) if value > LOG_FLOOR else _FLOOR_LEVEL
+
+    def step(
+        self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Mapping[str, Any]
+    ) -> list[float]:
+        """Take one monitored epoch, as a rule's ``check`` gets it; return the features of :attr:`names`."""
+        # The hot path of a LearnedPolicy: locals, few attribute reads, no helper calls on finite values.
+        if not self.log:
+            level = value
+        elif value > LOG_FLOOR:
+            level = _log(value)
+        elif value >= 0.0:
+            level = _FLOOR_LEVEL
+        else:
+            level = _INF if math.isnan(value) else self.level(value)  # a negative value raises
+        if not -_INF < level < _INF:  # NaN or infinite: carry the last finite level
+            level = self._last
+            if math.isnan(level):
+                level = 0.0
+        if best is None:
+            best_level = level
+        elif best == self._best_value:
+            best_level = self._best_level
+        else:
+            best_level = level if math.isnan(best) else self.level(best)
+            if not -_INF < best_level < _INF:
+                best_level = level
+            self._best_value = best
+            self._best_level = best_level
+        seen = self._seen = self._seen + 1
+        history = self._history
+        if seen == 1:
+            self._first = level
+            history.append((0.0, 0.0, level))
+            step = 0.0
+        else:
+            step = level - self._last
+            if step < 0.0:
+                step = -step
+        if improved or seen == 1:
+            self._best_epoch = epoch
+            self._log_best_epoch = _log1p(epoch)
+        self._last = level
+        previous = history[-1]
+        current = (previous[0] + level, previous[1] + step, best_level)
+        history.append(current)
+        # history[-1 - k] is the record of k epochs ago; len(history) == min(seen + 1, HISTORY).
+        gl = level - best_level
+        if gl > _CAP:  # noqa: PLR1730 - the hot path: a comparison is cheaper than a call to min()
+            gl = _CAP
+        if seen >= 10:
+            ten = history[-11]
+            trend5 = (current[0] - 2.0 * history[-6][0] + ten[0]) * 0.2
+            recent = ten[2] - best_level
+            noise = (current[1] - ten[1]) * 0.1 if seen > 10 else current[1] / 9.0
+        else:
+            trend5 = 0.0
+            recent = self._first - best_level
+            noise = current[1] / (seen - 1) if seen > 1 else 0.0
+        ratio = gl / noise if noise > _NOISE_FLOOR else gl / _NOISE_FLOOR
+        features = [
+            _log1p(wait),
+            wait / seen,
+            self._log_best_epoch,
+            _log1p(epoch),
+            gl,
+            trend5,
+            noise,
+            ratio if ratio < _CAP else _CAP,
+            recent,
+        ]
+        budget = self.max_epochs
+        if budget is not None:
+            left = budget - 1 - epoch
+            features += (epoch / budget, _log1p(left) if left > 0 else 0.0, wait / budget)
+        name = self.train_metric
+        if name is not None:
+            try:
+                raw = logs[name]
+            except KeyError:
+                raise MissingMetricError(name, logs.keys()) from None
+            loss = raw if type(raw) is float else coerce_metric(name, raw)
+            if LOG_FLOOR < loss < _INF:
+                train = self._train_last = _log(loss)
+            elif 0.0 <= loss < _INF:
+                train = self._train_last = _FLOOR_LEVEL
+            else:  # NaN, infinite or an impossible negative loss: carry the last level
+                train = self._train_last
+                if math.isnan(train):
+                    train = 0.0
+            if improved or seen == 1:
+                self._train_at_best = train
+            if train < self._train_best:
+                self._train_best = train
+                self._train_best_seen = seen
+            features += (train - self._train_at_best, _log1p(seen - self._train_best_seen), level - train)
+        name = self.accuracy_metric
+        if name is not None:
+            try:
+                raw = logs[name]
+            except KeyError:
+                raise MissingMetricError(name, logs.keys()) from None
+            acc = raw if type(raw) is float else coerce_metric(name, raw)
+            if -_INF < acc < _INF:
+                self._acc_last = acc
+            else:  # NaN or infinite: carry the last finite accuracy
+                acc = self._acc_last
+                if math.isnan(acc):
+                    acc = 0.0
+            if seen == 1:
+                self._acc_first = acc
+            if improved or seen == 1:
+                self._acc_at_best = acc
+            best_acc = self._acc_best
+            if acc > best_acc:
+                best_acc = self._acc_best = acc
+                self._acc_best_seen = seen
+            features += (
+                _log1p(seen - self._acc_best_seen),
+                best_acc - self._acc_at_best,
+                best_acc - self._acc_first,
+                acc,
+                best_acc,
+            )
+        self._features = features
+        return features
+
+    def last_features(self) -> list[float]:
+        """What :meth:`step` returned last (empty before the first epoch)."""
+        return list(self._features)
+
+    # -- saving and resuming ---------------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """The tracker's memory as strict JSON (non-finite floats as strings).
+
+        Examples:
+            >>> tracker = FeatureTracker()
+            >>> _ = tracker.step(0, 0.5, 0.5, 0, True, {})
+            >>> again = FeatureTracker()
+            >>> again.load(tracker.state())
+            >>> again.step(1, 0.4, 0.4, 0, True, {}) == tracker.step(1, 0.4, 0.4, 0, True, {})
+            True
+        """
+        state: dict[str, Any] = {"history": [[float_to_json(x) for x in record] for record in self._history]}
+        state.update((name, getattr(self, f"_{name}")) for name in _COUNTS)
+        state.update((name, float_to_json(getattr(self, f"_{name}"))) for name in _FLOATS)
+        state["features"] = [float_to_json(x) for x in self._features]
+        return state
+
+    def load(self, state: Any) -> None:
+        """Restore memory saved by :meth:`state`; raises :class:`StateError` when it is corrupt."""
+        if not isinstance(state, Mapping) or set(state) != set(_STATE_FIELDS):
+            raise StateError(
+                f"corrupt Monitor state: a policy's features need the fields {', '.join(_STATE_FIELDS)}, got {state!r}"
+            )
+        history = state["history"]
+        if not isinstance(history, list) or len(history) > HISTORY:
+            raise StateError(f"corrupt Monitor state: a policy's history must be a list of <= {HISTORY} records")
+        records: list[Record] = []
+        for record in history:
+            if not isinstance(record, list) or len(record) != 3:
+                raise StateError("corrupt Monitor state: each record of a policy's history is a list of 3 numbers")
+            a, b, c = (_number(x, "history") for x in record)
+            records.append((a, b, c))
+        counts: dict[str, int] = {}
+        for name in _COUNTS:
+            count = state[name]
+            lowest = 0 if name == "seen" else -1
+            if isinstance(count, bool) or not isinstance(count, int) or count < lowest:
+                raise StateError(
+                    f"corrupt Monitor state: a policy's {name!r} must be an int >= {lowest}, got {count!r}"
+                )
+            counts[name] = count
+        seen = counts["seen"]
+        if len(records) != (min(seen + 1, HISTORY) if seen else 0):
+            raise StateError(
+                f"corrupt Monitor state: a policy's history holds {len(records)} records after {seen} epochs"
+            )
+        features = state["features"]
+        if not isinstance(features, list) or len(features) not in (0, len(self.names)):
+            raise StateError(f"corrupt Monitor state: a policy's 'features' must list {len(self.names)} numbers")
+        floats = {name: _number(state[name], name) for name in _FLOATS}
+        self._features = [_number(x, "features") for x in features]
+        self._history = deque(records, maxlen=HISTORY)
+        self._seen = seen
+        self._best_epoch = counts["best_epoch"]
+        self._train_best_seen = counts["train_best_seen"]
+        self._acc_best_seen = counts["acc_best_seen"]
+        self._log_best_epoch = _log1p(self._best_epoch) if self._best_epoch >= 0 else 0.0
+        self._best_value = self._best_level = math.nan  # the cache refills at the next epoch
+        self._first = floats["first"]
+        self._last = floats["last"]
+        self._train_last = floats["train_last"]
+        self._train_at_best = floats["train_at_best"]
+        self._train_best = floats["train_best"]
+        self._acc_first = floats["acc_first"]
+        self._acc_last = floats["acc_last"]
+        self._acc_best = floats["acc_best"]
+        self._acc_at_best = floats["acc_at_best"]
+
+
+def check_metric_name(name: str, value: Any) -> str | None:
+    """``value`` if it is a non-empty metric name or None.
+
+    Examples:
+        >>> check_metric_name("train_metric", "")
+        Traceback (most recent call last):
+        ...
+        TypeError: 'train_metric' must be a metric name or None, got ''
+    """
+    if value is not None and (not isinstance(value, str) or not value):
+        raise TypeError(f"{name!r} must be a metric name or None, got {value!r}")
+    return value
+
+
+def _number(value: Any, what: str) -> float:
+    number = float_from_json(value, f"policy {what}")
+    if number is None:
+        raise StateError(f"corrupt Monitor state: policy {what} must be a number, got null")
+    return number

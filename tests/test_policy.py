@@ -1,0 +1,542 @@
+"""The learned stopping policy: online features, exact resume, the saved format, fitting, and use in a Monitor."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from earlystop_core import Monitor, StopReason
+from earlystop_core.errors import MissingMetricError, StateError
+from earlystop_core.policy import FEATURES, FORMAT, VERSION, LearnedPolicy, PolicyError, fit_policy, recommended_policy
+from earlystop_core.policy_features import FAMILIES, LOG_FLOOR, FeatureTracker
+from earlystop_core.policy_fit import (
+    fit_logistic,
+    group_folds,
+    patience_outcome,
+    read_runs_meta,
+    record_runs,
+    simulate,
+)
+from earlystop_core.replay import replay, replay_run
+from earlystop_core.rules import Rule
+
+ALL = tuple(FEATURES)
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# -- a deliberately naive reference: every feature recomputed from the whole prefix --------------------------------
+
+
+class Recorder(Rule):
+    """Records what the Monitor passes to its rule, and the tracker's features, at every epoch."""
+
+    def __init__(self, tracker: FeatureTracker) -> None:
+        self.tracker = tracker
+        self.requires = frozenset(k for k in (tracker.train_metric, tracker.accuracy_metric) if k)
+        self.calls: list[tuple[int, float, float | None, int, bool, dict[str, Any]]] = []
+        self.features: list[list[float]] = []
+
+    def check(
+        self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Mapping[str, Any]
+    ) -> bool:
+        self.calls.append((epoch, value, best, wait, improved, dict(logs)))
+        self.features.append(self.tracker.step(epoch, value, best, wait, improved, logs))
+        return False
+
+    def spec(self) -> dict[str, Any]:
+        return {"rule": "Recorder"}
+
+
+def level(value: float) -> float:
+    return math.log(value) if value > LOG_FLOOR else math.log(LOG_FLOOR)
+
+
+def reference(
+    calls: Sequence[tuple[int, float, float | None, int, bool, dict[str, Any]]], t: int, budget: int | None
+) -> dict[str, float]:
+    """The features at call ``t`` from the prefix ``calls[: t + 1]``, straight from the definitions."""
+    prefix = calls[: t + 1]
+    n = t + 1
+    epoch, _, _, wait, _, _ = prefix[-1]
+    levels = [level(c[1]) for c in prefix]
+    best_levels = [level(c[2]) if c[2] is not None else level(c[1]) for c in prefix]
+    improving = [i for i, c in enumerate(prefix) if c[4]]
+    b = improving[-1] if improving else 0  # index among calls of the last improvement (or the first)
+    gl = min(levels[-1] - best_levels[-1], 50.0)
+    steps = [abs(levels[i] - levels[i - 1]) for i in range(1, n)][-10:]
+    noise = sum(steps) / len(steps) if steps else 0.0
+    out = {
+        "log_wait": math.log1p(wait),
+        "wait_share": wait / n,
+        "log_best_epoch": math.log1p(prefix[b][0]),
+        "log_epoch": math.log1p(epoch),
+        "gl": gl,
+        "trend5": (sum(levels[-5:]) - sum(levels[-10:-5])) / 5 if n >= 10 else 0.0,
+        "noise10": noise,
+        "gl_over_noise": min(gl / max(noise, 1e-6), 50.0),
+        "recent_gain10": (best_levels[-11] if n >= 11 else levels[0]) - best_levels[-1],
+    }
+    if budget is not None:
+        out |= {
+            "budget_position": epoch / budget,
+            "budget_left": math.log1p(max(budget - 1 - epoch, 0)),
+            "wait_budget": wait / budget,
+        }
+    train = [level(c[5]["loss"]) for c in prefix]
+    out |= {
+        "train_since_best": train[-1] - train[b],
+        "train_log_wait": math.log1p(n - 1 - int(np.argmin(train))),
+        "train_gap": levels[-1] - train[-1],
+    }
+    acc = [c[5]["val_accuracy"] for c in prefix]
+    out |= {
+        "acc_log_wait": math.log1p(n - 1 - int(np.argmax(acc))),
+        "acc_best_gap": max(acc) - acc[b],
+        "acc_progress": max(acc) - acc[0],
+        "acc_level": acc[-1],
+        "acc_best": max(acc),
+    }
+    return out
+
+
+positive = st.floats(min_value=1e-4, max_value=50.0, allow_nan=False)
+losses = st.one_of(positive, st.just(0.0))  # a cross-entropy of exactly 0.0 happens (float underflow)
+
+
+@st.composite
+def curves(draw: st.DrawFn, min_size: int = 1, max_size: int = 60) -> dict[str, list[float]]:
+    n = draw(st.integers(min_value=min_size, max_value=max_size))
+    return {
+        "val_loss": draw(st.lists(losses, min_size=n, max_size=n)),
+        "loss": draw(st.lists(losses, min_size=n, max_size=n)),
+        "val_accuracy": draw(st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n)),
+    }
+
+
+def epochs_of(curve: Mapping[str, Sequence[float]]) -> list[dict[str, float]]:
+    return [dict(zip(curve, values, strict=True)) for values in zip(*curve.values(), strict=True)]
+
+
+@SETTINGS
+@given(curve=curves(), best_from_epoch=st.integers(0, 3), budget=st.one_of(st.none(), st.integers(1, 80)))
+def test_online_features_equal_a_batch_recomputation_at_every_epoch(
+    curve: dict[str, list[float]], best_from_epoch: int, budget: int | None
+) -> None:
+    tracker = FeatureTracker(True, budget, "loss", "val_accuracy")
+    monitor = Monitor(rule=Recorder(tracker), best_from_epoch=best_from_epoch, check_finite=True)
+    recorder = monitor.rule
+    assert isinstance(recorder, Recorder)
+    for logs in epochs_of(curve):
+        monitor.update(logs)
+    assert len(recorder.features) == len(curve["val_loss"])
+    for t, online in enumerate(recorder.features):
+        expected = reference(recorder.calls, t, budget)
+        got = dict(zip(recorder.tracker.names, online, strict=True))
+        assert set(got) == set(expected)
+        for name, value in expected.items():
+            assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-9), (t, name)
+
+
+def test_features_do_not_read_the_future() -> None:
+    """Changing epochs after t changes nothing at t (and the tracker never sees them)."""
+    base = {"val_loss": [1.0, 0.8, 0.7, 0.75, 0.9, 1.2], "loss": [1.0] * 6, "val_accuracy": [0.5] * 6}
+    changed = {name: [*values[:3], *(v * 3 for v in values[3:])] for name, values in base.items()}
+    outputs = []
+    for curve in (base, changed):
+        tracker = FeatureTracker(True, 10, "loss", "val_accuracy")
+        monitor = Monitor(rule=Recorder(tracker))
+        for logs in epochs_of(curve):
+            monitor.update(logs)
+        assert isinstance(monitor.rule, Recorder)
+        outputs.append(monitor.rule.features[:3])
+    assert outputs[0] == outputs[1]
+
+
+def test_non_finite_inputs_carry_the_last_finite_value() -> None:
+    tracker = FeatureTracker(True, None, "loss", "val_accuracy")
+    first = tracker.step(0, 1.0, 1.0, 0, True, {"loss": 2.0, "val_accuracy": 0.5})
+    second = tracker.step(1, math.nan, 1.0, 1, False, {"loss": math.inf, "val_accuracy": math.nan})
+    named = dict(zip(tracker.names, second, strict=True))
+    assert all(math.isfinite(x) for x in first + second)
+    assert named["gl"] == 0.0 and named["train_gap"] == pytest.approx(math.log(1.0) - math.log(2.0))
+    assert named["acc_level"] == 0.5
+
+
+def test_a_negative_value_with_log_raises_clearly() -> None:
+    with pytest.raises(ValueError, match="log=False"):
+        FeatureTracker().step(0, -1.0, None, 0, False, {})
+
+
+# -- policies for the tests ------------------------------------------------------------------------------------------
+
+
+def toy_policy(**changes: Any) -> LearnedPolicy:
+    """A policy on every feature but the budget ones: stops when waiting long relative to the run."""
+    names = [n for n in ALL if FEATURES[n] != "budget"]
+    weights = [0.0] * len(names)
+    weights[names.index("log_wait")] = -3.0
+    weights[names.index("log_best_epoch")] = 2.0
+    weights[names.index("acc_best_gap")] = 1.0
+    arguments: dict[str, Any] = {
+        "features": names,
+        "means": [0.0] * len(names),
+        "scales": [1.0] * len(names),
+        "weights": weights,
+        "bias": 1.0,
+        "threshold": 0.4,
+        "min_wait": 2,
+        "max_wait": 25,
+    }
+    arguments |= changes
+    return LearnedPolicy(**arguments)
+
+
+def run_monitor(monitor: Monitor, logs: Sequence[Mapping[str, float]]) -> list[tuple[bool, int, float | None]]:
+    out = []
+    for entry in logs:
+        decision = monitor.update(entry)
+        out.append((decision.should_stop, decision.epoch, decision.best))
+        if decision.should_stop:
+            break
+    return out
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(curve=curves(min_size=2, max_size=50), best_from_epoch=st.integers(0, 3))
+def test_resume_through_the_monitor_state_dict_is_exact_at_every_split(
+    curve: dict[str, list[float]], best_from_epoch: int
+) -> None:
+    policy = toy_policy()
+    logs = epochs_of(curve)
+
+    def make() -> Monitor:
+        return Monitor(rule=policy, best_from_epoch=best_from_epoch, restore_best_weights=True)
+
+    straight = make()
+    expected = run_monitor(straight, logs)
+    final_state = straight.state_dict()
+    for split in range(1, len(expected)):
+        first = make()
+        head = run_monitor(first, logs[:split])
+        saved = json.loads(json.dumps(first.state_dict()))
+        resumed = make()
+        resumed.load_state_dict(saved)
+        assert resumed.state_dict() == first.state_dict()
+        tail = run_monitor(resumed, logs[split:])
+        assert head + tail == expected, split
+        assert resumed.state_dict() == final_state
+
+
+def test_resume_keeps_the_probability_and_features() -> None:
+    policy = toy_policy()
+    monitor = Monitor(rule=policy)
+    logs = {"val_loss": 0.5, "loss": 0.4, "val_accuracy": 0.7}
+    monitor.update(logs)
+    monitor.update({**logs, "val_loss": 0.6})
+    resumed = Monitor(rule=policy)
+    resumed.load_state_dict(monitor.state_dict())
+    assert isinstance(resumed.rule, LearnedPolicy) and isinstance(monitor.rule, LearnedPolicy)
+    assert resumed.rule.probability() == monitor.rule.probability()
+    assert resumed.rule.features_now() == monitor.rule.features_now()
+
+
+def test_a_policy_inside_a_composition_resumes_exactly() -> None:
+    from earlystop_core import Patience
+
+    def make() -> Monitor:
+        return Monitor(rule=Patience(30) | toy_policy(), restore_best_weights=True)
+
+    logs = epochs_of(overfitting(12, noise=0.01))
+    expected = run_monitor(make(), logs)
+    first = make()
+    head = run_monitor(first, logs[:15])
+    resumed = make()
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert head + run_monitor(resumed, logs[15:]) == expected
+
+
+def test_a_corrupt_policy_state_is_refused() -> None:
+    monitor = Monitor(rule=toy_policy())
+    monitor.update({"val_loss": 0.5, "loss": 0.4, "val_accuracy": 0.7})
+    state = monitor.state_dict()
+    state["state"]["rule"]["features"]["history"] = [[1.0, 2.0]]
+    with pytest.raises(StateError, match="history"):
+        Monitor(rule=toy_policy()).load_state_dict(state)
+    state = monitor.state_dict()
+    state["state"]["rule"] = {"logit": 0.0}
+    with pytest.raises(StateError, match="corrupt"):
+        Monitor(rule=toy_policy()).load_state_dict(state)
+
+
+# -- the saved format ------------------------------------------------------------------------------------------------
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    policy = toy_policy(monitor={"monitor": "val_loss", "best_from_epoch": 3}, info={"note": "x"})
+    path = tmp_path / "policy.json"
+    policy.save(path)
+    loaded = LearnedPolicy.load(path)
+    assert loaded == policy
+    assert loaded.to_json() == policy.to_json()
+    assert loaded.monitor == {"monitor": "val_loss", "best_from_epoch": 3} and loaded.info == {"note": "x"}
+    assert json.loads(path.read_text())["format"] == FORMAT
+    assert LearnedPolicy.read(path) == policy
+
+
+def test_load_is_a_file_reader_on_the_class_and_restores_memory_on_an_instance(tmp_path: Path) -> None:
+    policy = toy_policy()
+    policy.check(0, 0.5, 0.5, 0, True, {"loss": 0.4, "val_accuracy": 0.7})
+    other = toy_policy()
+    other.load(policy.state())
+    assert other.state() == policy.state()
+    policy.save(tmp_path / "p.json")
+    assert isinstance(LearnedPolicy.load(tmp_path / "p.json"), LearnedPolicy)
+
+
+def saved() -> dict[str, Any]:
+    return toy_policy().to_json()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"format": "something"}, "not a saved policy"),
+        ({"version": 2}, "version 2"),
+        ({"version": True}, "version True"),
+        ({"threshold": 1.5}, "'threshold' must be in"),
+        ({"min_wait": 0}, "'min_wait' must be >= 1"),
+        ({"max_wait": 1}, "'max_wait' must be >= 2"),
+        ({"features": ["log_wait", "nope"]}, "unknown feature 'nope'"),
+        ({"features": "log_wait"}, "'features' must be a list"),
+        ({"means": [0.0]}, "one number per feature"),
+        ({"scales": [-1.0] * 17}, "'scales' must all be > 0"),
+        ({"weights": ["a"] * 17}, "must be a number"),
+        ({"bias": float("nan")}, "'bias' must be finite"),
+        ({"families": ["value"]}, "do not match its features"),
+        ({"extra": 1}, "unknown field"),
+        ({"accuracy_metric": None}, "accuracy features"),
+        ({"monitor": [1]}, "'monitor' must be a dict"),
+    ],
+)
+def test_invalid_saved_policies_are_refused_with_a_clear_message(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        LearnedPolicy.from_json(saved() | change)
+
+
+def test_missing_fields_and_bad_json_are_refused(tmp_path: Path) -> None:
+    data = saved()
+    del data["bias"]
+    with pytest.raises(PolicyError, match="lacks 'bias'"):
+        LearnedPolicy.from_json(data)
+    with pytest.raises(PolicyError, match="must be JSON"):
+        LearnedPolicy.from_json("{not json")
+    with pytest.raises(PolicyError, match="JSON object"):
+        LearnedPolicy.from_json("[1, 2]")
+    path = tmp_path / "broken.json"
+    path.write_text('{"format": "x"}')
+    with pytest.raises(PolicyError, match=r"broken\.json"):
+        LearnedPolicy.load(path)
+    assert FORMAT == "earlystop_core.LearnedPolicy" and VERSION == 1
+
+
+def test_budget_features_need_max_epochs_before_anything_is_decided() -> None:
+    policy = LearnedPolicy(["budget_position", "log_wait"], [0.5, 1.0], [0.3, 1.0], [1.0, -1.0], 0.0, 0.5, 2, 20)
+    assert policy.needs_budget and policy.max_epochs is None
+    with pytest.raises(ValueError, match="max_epochs"):
+        Monitor(rule=policy)
+    with pytest.raises(ValueError, match="max_epochs"):
+        policy.check(0, 1.0, 1.0, 0, True, {})
+    bound = policy.bind(100)
+    monitor = Monitor(rule=bound)
+    monitor.update({"val_loss": 1.0})
+    assert bound.max_epochs == 100 and bound.features == policy.features
+    assert LearnedPolicy.from_json(policy.to_json(), max_epochs=50).max_epochs == 50
+
+
+def test_requires_and_log_are_checked_by_the_monitor_before_anything_changes() -> None:
+    policy = toy_policy()
+    assert policy.requires == {"loss", "val_accuracy"}
+    monitor = Monitor(rule=policy)
+    with pytest.raises(MissingMetricError, match="'loss'"):
+        monitor.update({"val_loss": 0.5, "val_accuracy": 0.7})
+    assert monitor.epoch == 0 and monitor.best is None
+    with pytest.raises(ValueError, match="log=False"):
+        Monitor(monitor="val_accuracy", rule=policy)
+    value_only = LearnedPolicy(["log_wait", "gl"], [0.0, 0.0], [1.0, 1.0], [-1.0, 0.0], 1.0, 0.5, 1, 5, log=False)
+    assert value_only.requires == frozenset()
+    maximising = Monitor(monitor="val_accuracy", rule=value_only)
+    assert not maximising.update({"val_accuracy": 0.5}).should_stop
+
+
+# -- deciding inside a Monitor and a replay --------------------------------------------------------------------------
+
+
+def overfitting(bottom: int, epochs: int = 60, noise: float = 0.0, seed: int = 0) -> dict[str, list[float]]:
+    """A curve whose val_loss falls to epoch ``bottom`` and then rises; test accuracy mirrors it."""
+    rng = np.random.default_rng(seed)
+    val = [1.0 + 0.002 * (t - bottom) ** 2 + noise * float(rng.normal()) for t in range(epochs)]
+    return {
+        "val_loss": val,
+        "loss": [1.0 / (1 + t) for t in range(epochs)],
+        "val_accuracy": [0.9 - 0.1 * (v - 1.0) for v in val],
+        "test_accuracy": [0.9 - 0.1 * (v - 1.0) for v in val],
+    }
+
+
+def test_a_policy_stops_inside_a_monitor_with_a_reason_and_restores_the_best() -> None:
+    monitor = Monitor(rule=toy_policy(), restore_best_weights=True)
+    decisions = [monitor.update(logs) for logs in epochs_of(overfitting(10))]
+    stop = next(d for d in decisions if d.should_stop)
+    assert stop.restore and stop.best_epoch == 10 and stop.epoch > 10
+    assert stop.reason is StopReason.CRITERION_MET and "learned policy" in (stop.detail or "")
+    capped = Monitor(rule=toy_policy(bias=50.0, max_wait=7), restore_best_weights=True)
+    stop = next(d for d in (capped.update(logs) for logs in epochs_of(overfitting(10))) if d.should_stop)
+    assert stop.epoch == 17 and stop.limit == 7 and "max_wait" in (stop.detail or "")
+
+
+def test_replay_of_a_policy_matches_the_vectorised_simulation() -> None:
+    policy = toy_policy()
+    bank = {str(i): overfitting(5 + 3 * i, noise=0.01, seed=i) for i in range(6)}
+    results = replay(bank, lambda: Monitor(rule=policy, restore_best_weights=True))
+    records = record_runs(bank, train_metric="loss", accuracy_metric="val_accuracy")
+    columns = [FeatureTracker(True, None, "loss", "val_accuracy").names.index(n) for n in policy.features]
+    means, scales, weights = np.array(policy.means), np.array(policy.scales), np.array(policy.weights)
+    logits = [policy.bias + ((r.features[:, columns] - means) / scales) @ weights for r in records]
+    cut = math.log(policy.threshold / (1 - policy.threshold))
+    saved, regret, stops = simulate(records, logits, policy.min_wait, policy.max_wait, [cut])
+    assert [r.stop for r in results] == stops[:, 0].tolist()
+    assert [r.saved for r in results] == pytest.approx(saved[:, 0].tolist())
+    assert [r.regret for r in results] == pytest.approx(regret[:, 0].tolist())
+    one = replay_run(bank["0"], policy.make_monitor)
+    assert one.stop == results[0].stop
+
+
+def test_the_recommended_policy_runs_and_does_not_import_numpy() -> None:
+    policy = recommended_policy()
+    assert not policy.needs_budget and policy.features
+    code = (
+        "import sys; from earlystop_core import Monitor; from earlystop_core.policy import recommended_policy;"
+        "m = Monitor(rule=recommended_policy(), restore_best_weights=True);"
+        "[m.update({'val_loss': 1.0 / (1 + t), 'loss': 0.5, 'val_accuracy': 0.8}) for t in range(30)];"
+        "print('numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+# -- fitting ---------------------------------------------------------------------------------------------------------
+
+
+def synthetic_bank(
+    runs: int = 24, epochs: int = 80
+) -> tuple[dict[str, dict[str, list[float]]], dict[str, dict[str, str]]]:
+    """Overfitting runs whose best epoch varies; the obvious policy stops a few epochs after the minimum."""
+    bank, meta = {}, {}
+    for i in range(runs):
+        bank[str(i)] = overfitting(8 + (i * 7) % 40, epochs=epochs, noise=0.002, seed=i)
+        meta[str(i)] = {"run": str(i), "problem": f"p{i % 4}", "epochs": str(epochs)}
+    return bank, meta
+
+
+def test_fitting_on_an_obvious_bank_stops_early_without_regret() -> None:
+    bank, meta = synthetic_bank()
+    policy = fit_policy(bank, meta, max_regret=0.0)
+    assert policy.info["groups"] == 4 and policy.info["cv"]["folds"] == 4
+    assert policy.info["cv"]["regret"] <= 0.0 and policy.info["cv"]["feasible"]
+    assert policy.needs_budget  # runs_meta has epochs: budget features are used
+    assert set(policy.features) == set(ALL)
+    results = replay(bank, lambda: Monitor(rule=policy.bind(80), restore_best_weights=True))
+    p20 = replay(bank, lambda: Monitor(patience=20, restore_best_weights=True))
+    assert sum(r.saved for r in results) > sum(r.saved for r in p20) + 0.05 * len(bank)
+    assert max(r.regret for r in results) < 1e-3
+
+
+def test_fitting_is_deterministic_and_reads_a_runs_csv(tmp_path: Path) -> None:
+    bank, meta = synthetic_bank(runs=12, epochs=50)
+    path = tmp_path / "runs.csv"
+    path.write_text("run,problem,epochs\n" + "".join(f"{r},{m['problem']},{m['epochs']}\n" for r, m in meta.items()))
+    assert read_runs_meta(path)["3"]["problem"] == "p3"
+    first = fit_policy(bank, path, budget=False)
+    second = fit_policy(bank, str(path), budget=False)
+    assert first.to_json() == second.to_json()
+    assert not first.needs_budget and first.monitor == {"monitor": "val_loss", "mode": "min"}
+    matched = fit_policy(bank, meta, budget=False, max_regret=None, match_patience=20)
+    assert matched.info["cv"]["reference"]["patience"] == 20
+
+
+def test_fitting_validates_its_arguments() -> None:
+    bank, meta = synthetic_bank(runs=6, epochs=40)
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        fit_policy(bank, groups=dict.fromkeys(bank, "one"))
+    with pytest.raises(ValueError, match="exactly one regret budget"):
+        fit_policy(bank, meta, match_patience=20)
+    with pytest.raises(ValueError, match="unknown feature"):
+        fit_policy(bank, meta, features=["nope"])
+    with pytest.raises(ValueError, match="budget features need"):
+        fit_policy(bank, features=["budget_position"])
+    with pytest.raises(KeyError, match="test_accuracy"):
+        fit_policy({"a": {"val_loss": [1.0, 0.5]}, "b": {"val_loss": [1.0, 0.5]}})
+    with pytest.raises(ValueError, match="may not set 'rule'"):
+        fit_policy(bank, meta, monitor_options={"rule": None})
+    with pytest.raises(ValueError, match="maximised"):
+        fit_policy(bank, meta, monitor="val_accuracy", log=True)
+
+
+def test_fitting_without_training_loss_or_accuracy_uses_what_is_there() -> None:
+    bank, meta = synthetic_bank(runs=8, epochs=40)
+    plain = {run: {k: curve[k] for k in ("val_loss", "test_accuracy")} for run, curve in bank.items()}
+    policy = fit_policy(plain, meta, budget=False)
+    assert set(policy.features) == set(FAMILIES["value"]) and policy.requires == frozenset()
+    monitor = Monitor(rule=policy, restore_best_weights=True)
+    assert not monitor.update({"val_loss": 1.0}).should_stop
+
+
+def test_fit_logistic_separates_and_is_regularised() -> None:
+    x = np.array([[0.0], [1.0], [2.0], [3.0], [4.0], [5.0]])
+    y = np.array([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    _, _, weak, _ = fit_logistic(x, y, np.ones(6), l2=100.0)
+    _, _, strong, _ = fit_logistic(x, y, np.ones(6), l2=0.01)
+    assert 0 < weak[0] < strong[0]
+    _, _, _, bias = fit_logistic(x, np.zeros(6), np.ones(6), l2=1.0)  # one class only: finite, very negative
+    assert math.isfinite(bias) and bias < -5
+
+
+def test_group_folds_and_patience_outcome() -> None:
+    folds = group_folds([f"g{i}" for i in range(25)], folds=5, seed=1)
+    assert len(folds) == 5 and sorted(np.concatenate(folds).tolist()) == list(range(25))
+    bank, _ = synthetic_bank(runs=4, epochs=60)
+    records = record_runs(bank)
+    saved, regret = patience_outcome(records, 20)
+    expected = replay(bank, lambda: Monitor(patience=20, restore_best_weights=True))
+    assert saved.tolist() == pytest.approx([r.saved for r in expected])
+    assert regret.tolist() == pytest.approx([r.regret for r in expected])
+
+
+def test_the_tune_command_writes_a_policy_that_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from earlystop_core.policy_cli import main
+
+    bank, meta = synthetic_bank(runs=8, epochs=40)
+    rows = ["run,epoch,loss,val_loss,val_accuracy,test_accuracy"]
+    for run, curve in bank.items():
+        rows += [",".join([run, str(t), *(repr(curve[k][t]) for k in rows[0].split(",")[2:])]) for t in range(40)]
+    (tmp_path / "curves.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "runs.csv").write_text(
+        "run,problem,epochs\n" + "".join(f"{r},{m['problem']},40\n" for r, m in meta.items())
+    )
+    out = tmp_path / "policy.json"
+    assert main([str(tmp_path), "--learn", str(out), "--quiet", "--match-patience", "20"]) == 0
+    assert "max_epochs" in capsys.readouterr().out  # runs.csv has epochs: the policy uses the budget
+    policy = LearnedPolicy.load(out, max_epochs=40)
+    assert policy.info["groups"] == 4 and policy.requires == {"loss", "val_accuracy"}
+    assert main([str(tmp_path / "nowhere"), "--learn", str(out)]) == 2
+    assert "earlystop tune: error" in capsys.readouterr().err
