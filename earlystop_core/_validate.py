@@ -43,6 +43,22 @@ def check_real(name: str, value: Any, optional: bool = False) -> float | None:
     return number
 
 
+def check_positive(name: str, value: Any) -> float:
+    """Return ``value`` as a finite float if it is > 0.
+
+    Examples:
+        >>> check_positive("alpha", 0)
+        Traceback (most recent call last):
+        ...
+        ValueError: 'alpha' must be > 0, got 0
+    """
+    number = check_real(name, value)
+    assert number is not None
+    if number <= 0:
+        raise ValueError(f"{name!r} must be > 0, got {value!r}")
+    return number
+
+
 def check_bool(name: str, value: Any) -> bool:
     """Return ``value`` if it is a bool.
 

@@ -138,11 +138,21 @@ def _replay(args: argparse.Namespace) -> int:
 def _evaluate(bank: Any, spec: str, args: argparse.Namespace) -> Any:
     from earlystop_core.vectorized import evaluate
 
-    strategy = {"monitor": args.monitor, "mode": args.mode, "restore_best_weights": True}
-    strategy.update(parse_strategy(PRESETS.get(spec, spec)))
     return evaluate(
-        bank, strategy, target=args.target, target_mode=args.target_mode, reference=args.monitor, on_error="skip"
+        bank,
+        _strategy(spec, args),
+        target=args.target,
+        target_mode=args.target_mode,
+        reference=args.monitor,
+        on_error="skip",
     )
+
+
+def _strategy(spec: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Monitor arguments for a spec or preset, on the command line's monitor (restoring best weights)."""
+    strategy: dict[str, Any] = {"monitor": args.monitor, "mode": args.mode, "restore_best_weights": True}
+    strategy.update(parse_strategy(PRESETS.get(spec, spec)))
+    return strategy
 
 
 def _row(spec: str, evaluation: Any) -> dict[str, Any]:
@@ -286,8 +296,7 @@ def _plot(args: argparse.Namespace) -> int:
     if args.run_id not in curves:
         raise KeyError(f"no run {args.run_id!r} in {args.path}; runs: {', '.join(list(curves)[:10])}, ...")
     curve = curves[args.run_id]
-    strategy = {"monitor": args.monitor, "mode": args.mode, "restore_best_weights": True}
-    strategy.update(parse_strategy(PRESETS.get(args.strategy, args.strategy)))
+    strategy = _strategy(args.strategy, args)
     result = replay_run(curve, lambda: Monitor(**strategy), args.target, args.target_mode, reference=args.monitor)
     pyplot = _pyplot()
     figure, axes = pyplot.subplots(figsize=(7, 4.5))

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from earlystop_core._validate import check_int, check_real
+from earlystop_core._validate import check_int, check_positive, check_real
 from earlystop_core.modes import resolve_mode
 from earlystop_core.monitor import Monitor
 from earlystop_core.policy import LearnedPolicy
@@ -578,9 +578,9 @@ def fit_recorded(
     if len(records) < 2:
         raise ValueError(f"fitting a policy needs at least 2 runs, got {len(records)}")
     tol = _nonnegative("tolerance", tolerance)
-    cap = _positive("cost_cap", cost_cap)
-    scale = _positive("cost_scale", cost_scale)
-    penalty = _positive("l2", l2)
+    cap = check_positive("cost_cap", cost_cap)
+    scale = check_positive("cost_scale", cost_scale)
+    penalty = check_positive("l2", l2)
     say = progress or (lambda message: None)
 
     rows = _Rows(records, columns, tol, cap, scale)
@@ -748,14 +748,6 @@ def fit_policy(
         monitor={"monitor": monitor, "mode": mode_resolved, **options},
         progress=progress,
     )
-
-
-def _positive(name: str, value: Any) -> float:
-    number = check_real(name, value)
-    assert number is not None
-    if number <= 0:
-        raise ValueError(f"{name!r} must be > 0, got {value!r}")
-    return number
 
 
 def _nonnegative(name: str, value: Any) -> float:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from earlystop_core._json import float_from_json, float_to_json
-from earlystop_core._validate import check_int, check_real
+from earlystop_core._validate import check_int, check_positive
 from earlystop_core._values import coerce_metric
 from earlystop_core.errors import MissingMetricError, StateError
 from earlystop_core.rules import Rule
@@ -49,7 +49,7 @@ class GL(Rule):
     """
 
     def __init__(self, alpha: float) -> None:
-        self.alpha = _positive("alpha", alpha)
+        self.alpha = check_positive("alpha", alpha)
         self._last = 0.0
 
     def check(
@@ -124,7 +124,7 @@ class PQ(Rule):
     """
 
     def __init__(self, alpha: float, strip: int = 5, train_monitor: str = "loss") -> None:
-        self.alpha = _positive("alpha", alpha)
+        self.alpha = check_positive("alpha", alpha)
         self.strip = check_int("strip", strip, minimum=2)
         if not isinstance(train_monitor, str) or not train_monitor:
             raise TypeError(f"'train_monitor' must be a non-empty metric name, got {train_monitor!r}")
@@ -171,14 +171,6 @@ class PQ(Rule):
             raise StateError(f"corrupt Monitor state: {self!r} 'train' must be a list of <= {self.strip} numbers")
         values = [float_from_json(v, f"{self!r} train") for v in train]
         self._train = [v for v in values if v is not None]
-
-
-def _positive(name: str, value: Any) -> float:
-    number = check_real(name, value)
-    assert number is not None
-    if number <= 0:
-        raise ValueError(f"{name!r} must be > 0, got {value!r}")
-    return number
 
 
 def _fields(rule: Rule, state: Any, names: tuple[str, ...]) -> Mapping[str, Any]:
