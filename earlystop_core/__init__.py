@@ -18,6 +18,7 @@ from earlystop_core.errors import MissingMetricError, StateError
 from earlystop_core.modes import infer_mode
 from earlystop_core.monitor import Monitor
 from earlystop_core.plateau import ReduceLROnPlateau
+from earlystop_core.policy import LearnedPolicy, fit_policy, recommended_policy
 from earlystop_core.prechelt import GL, PQ, UP
 from earlystop_core.rules import AllOf, AnyOf, Patience, Rule, never
 from earlystop_core.signals import WeightedScore
@@ -48,6 +49,7 @@ __all__ = [
     "Decision",
     "DynamicPatience",
     "GL",
+    "LearnedPolicy",
     "MissingMetricError",
     "Monitor",
     "MonitorConfig",
@@ -62,9 +64,11 @@ __all__ = [
     "UP",
     "WeightedScore",
     "evaluate",
+    "fit_policy",
     "infer_mode",
     "load_any",
     "never",
+    "recommended_policy",
     "suggest_patience",
 ]
 __version__ = "0.1.0"

@@ -49,6 +49,8 @@ class MonitorConfig:
     max_epochs: int | None = None
     n_samples: int | None = None
     plateau: ReduceLROnPlateau | None = None
+    keep_best_by: str | None = None
+    keep_best_mode: Mode | None = None
 
     @classmethod
     def build(
@@ -73,6 +75,8 @@ class MonitorConfig:
         max_epochs: int | None = None,
         n_samples: int | None = None,
         plateau: ReduceLROnPlateau | None = None,
+        keep_best_by: str | None = None,
+        keep_best_mode: str = "auto",
     ) -> MonitorConfig:
         """Validate every argument, with a message naming the argument and the fix."""
         from earlystop_core.signals import WeightedScore  # signals import this module's neighbours
@@ -113,7 +117,14 @@ class MonitorConfig:
             max_epochs=None if max_epochs is None else check_int("max_epochs", max_epochs, minimum=1),
             n_samples=None if n_samples is None else check_int("n_samples", n_samples, minimum=1),
             plateau=_check_plateau(plateau),
+            keep_best_by=_check_keep_best_by(keep_best_by, name),
+            keep_best_mode=None if keep_best_by is None else _check_keep_best_mode(keep_best_mode, keep_best_by),
         )
+        if keep_best_by is None and keep_best_mode != "auto":
+            raise ValueError(
+                f"keep_best_mode={keep_best_mode!r} applies to the metric of keep_best_by=, which is not given; "
+                "pass keep_best_by='<metric>' or drop keep_best_mode"
+            )
         config._check_thresholds()
         return config
 
@@ -167,6 +178,24 @@ def _check_patience(patience: Any, rule: Rule | None, max_epochs: int | None) ->
                 f"e.g. rule=Patience({value}) | {rule!r}"
             )
     return value
+
+
+def _check_keep_best_by(keep_best_by: Any, monitor: str | dict[str, float]) -> str | None:
+    if keep_best_by is None:
+        return None
+    if not isinstance(keep_best_by, str) or not keep_best_by:
+        raise TypeError(f"'keep_best_by' must be a metric name such as 'val_accuracy', got {keep_best_by!r}")
+    if keep_best_by == monitor:
+        raise ValueError(
+            f"keep_best_by={keep_best_by!r} is the monitored metric, whose best epoch is kept anyway; drop keep_best_by"
+        )
+    return keep_best_by
+
+
+def _check_keep_best_mode(mode: Any, metric: str) -> Mode:
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"keep_best_mode must be one of 'auto', 'min', 'max', got {mode!r}")
+    return resolve_mode(mode, metric)
 
 
 def _check_plateau(plateau: Any) -> ReduceLROnPlateau | None:

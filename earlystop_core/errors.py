@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+_SKIP = "Pass on_missing='skip' if it is logged only on some epochs."
+
 
 class MissingMetricError(KeyError):
     """The monitored metric is not in the logs of this epoch.
@@ -19,16 +21,13 @@ class MissingMetricError(KeyError):
         earlystop_core.errors.MissingMetricError: metric 'val_los' is not in the logs; ... Did you mean 'val_loss'? ...
     """
 
-    def __init__(self, key: str, available: Iterable[object]) -> None:
+    def __init__(self, key: str, available: Iterable[object], fix: str | None = None) -> None:
         self.key = key
         self.available = [str(k) for k in available]
         logged = ", ".join(repr(k) for k in self.available) or "nothing"
         close = difflib.get_close_matches(key, self.available, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        self.message = (
-            f"metric {key!r} is not in the logs; logged: {logged}.{hint} "
-            "Pass on_missing='skip' if it is logged only on some epochs."
-        )
+        self.message = f"metric {key!r} is not in the logs; logged: {logged}.{hint} {fix or _SKIP}"
         super().__init__(self.message)
 
     def __str__(self) -> str:  # KeyError would quote the whole message

@@ -36,6 +36,7 @@ class MonitorState(NamedTuple):
     score: Any = None
     plateau: Any = None
     lr: float | None = None
+    kept_by: float | None = None
 
 
 def dump_state(config: MonitorConfig, state: MonitorState) -> dict[str, Any]:
@@ -58,6 +59,7 @@ def dump_state(config: MonitorConfig, state: MonitorState) -> dict[str, Any]:
             "score": state.score,
             "plateau": state.plateau,
             "lr": state.lr,
+            "kept_by": float_to_json(state.kept_by),
         },
     }
 
@@ -86,6 +88,7 @@ def load_state(config: MonitorConfig, saved: Mapping[str, Any] | str) -> Monitor
         score=fields.get("score"),
         plateau=fields.get("plateau"),
         lr=_field_float(fields, "lr"),
+        kept_by=_field_float(fields, "kept_by"),
     )
     _check_consistent(config, state)
     return state
@@ -106,6 +109,11 @@ def _check_consistent(config: MonitorConfig, state: MonitorState) -> None:
         epoch = getattr(state, name)
         if epoch is not None and epoch > last:
             raise StateError(f"corrupt Monitor state: {name!r} ({epoch}) is after the last epoch seen ({last})")
+    if config.keep_best_by is not None and (state.kept_by is None) != (state.best_epoch is None):
+        raise StateError(
+            f"corrupt Monitor state: 'kept_by' (the {config.keep_best_by} of the kept epoch) and 'best_epoch' "
+            "must both be set or both be null"
+        )
     if (state.stopped_epoch is None) != (state.stop_reason is StopReason.NOT_STOPPED):
         raise StateError("corrupt Monitor state: 'stopped_epoch' and 'stop_reason' disagree")
 

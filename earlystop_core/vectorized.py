@@ -418,6 +418,8 @@ def fallback_reason(config: MonitorConfig) -> str | None:
         return "a weighted monitor is replayed by the Monitor itself"
     if config.plateau is not None:
         return "a plateau= is replayed by the Monitor itself"
+    if config.keep_best_by is not None:
+        return "keep_best_by= is replayed by the Monitor itself"
     return None
 
 

@@ -79,6 +79,26 @@ def test_restores_when_another_callback_stops_training() -> None:
         np.testing.assert_array_equal(restored, expected)
 
 
+def test_keep_best_by_restores_the_best_epoch_of_another_metric() -> None:
+    monitor = Monitor(patience=3, keep_best_by="val_mae", restore_best_weights=True)
+    ours = EarlyStoppingCallback(monitor)
+    keras.utils.set_random_seed(6)  # a run whose lowest val_mae and lowest val_loss are different epochs
+    x, y, xv, yv = data(6)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.05), loss="mse", metrics=["mae"])
+    snapshots: list[list[np.ndarray]] = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: snapshots.append(model.get_weights()))
+    history = model.fit(
+        x, y, validation_data=(xv, yv), epochs=EPOCHS, batch_size=8, shuffle=False, callbacks=[record, ours], verbose=0
+    ).history
+    best = ours.monitor.best_epoch
+    losses, maes = history["val_loss"], history["val_mae"]
+    assert best == min(range(len(maes)), key=lambda t: (np.float32(maes[t]), losses[t], t))
+    assert best != int(np.argmin(losses))  # so restoring the val_loss best would fail this test
+    for restored, expected in zip(model.get_weights(), snapshots[best], strict=True):
+        np.testing.assert_array_equal(restored, expected)
+
+
 def test_an_instance_is_reusable_across_fits() -> None:
     callback = EarlyStoppingCallback(patience=2, restore_best_weights=True)
     first = fit(callback)[0]

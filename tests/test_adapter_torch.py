@@ -111,6 +111,25 @@ def test_restores_the_weights_of_the_best_epoch_bitwise(mode: str, tmp_path: Pat
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_keep_best_by_restores_the_epoch_another_metric_picked(mode: str, tmp_path: Path) -> None:
+    model = make_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    stopper = stopper_for(
+        model, mode, tmp_path, optimizer=optimizer, patience=3, restore_best_weights=True,
+        keep_best_by="val_score", keep_best_mode="max",
+    )  # fmt: skip
+    data, history = make_data(), {}
+    for epoch in range(60):
+        loss = train_epoch(model, optimizer, data)
+        history[epoch] = clone_state(model.state_dict())
+        decision = stopper.step({"val_loss": loss, "val_score": -abs(epoch - 4)})  # best at epoch 4
+        if decision.should_stop:
+            break
+    assert decision.should_stop and decision.best_epoch == 4 and max(history) > 4
+    assert_same(model.state_dict(), history[4])
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_tied_weights_are_kept_once_and_stay_tied(mode: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     embed, head = torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10, bias=False)
