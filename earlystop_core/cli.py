@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from earlystop_core.curves import epochs, sample_curves_path
@@ -21,10 +22,12 @@ from earlystop_core.strategy import parse_strategy
 
 #: Named strategies; ``default`` is the library's recommendation (see docs/replay.md).
 PRESETS = {
-    "default": "rule=recommended_policy()",
+    "default": "policy=recommended",
     "warmup": "patience=15,best_from_epoch=3",
     "combo": "rule=Patience(20) | (Patience(14) & Stalled(10, log=True)),best_from_epoch=3",
 }
+#: The accuracy metric a learned policy reads, and ``keep_best_by`` uses when every run logs it.
+ACCURACY = "val_accuracy"
 COMPARISON = [
     "patience=5",
     "patience=10",
@@ -33,6 +36,7 @@ COMPARISON = [
     "warmup",
     "combo",
     "patience=20,best_from_epoch=3",
+    "patience=20,keep_best_by=val_accuracy",
     "patience=10,smoothing=0.8",
     "rule=DynamicPatience()",
     "rule=GL(5)",
@@ -74,6 +78,20 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--max-regret", type=float, default=0.002, help="regret allowed, in the target's units")
     tune.add_argument("--plot", metavar="PNG", help="draw the Pareto front (needs matplotlib)")
     tune.add_argument("--learn", metavar="JSON", help="also fit a stopping policy on these runs and save it")
+    tune.add_argument(
+        "--runs",
+        metavar="CSV",
+        help="with --learn: runs.csv whose 'problem' column groups the runs for cross-validation "
+        "(default: runs.csv beside PATH, if there; else each run is its own group)",
+    )
+    tune.add_argument(
+        "--keep-best-by",
+        default="auto",
+        metavar="METRIC",
+        help="with --learn: restore the best epoch of this metric (Monitor keep_best_by); 'auto' (default): "
+        "val_accuracy when every run logs it, 'none': the monitored metric's best",
+    )
+    tune.add_argument("--best-from-epoch", type=int, default=0, help="with --learn: the Monitor's best_from_epoch")
     tune.add_argument("--json", action="store_true", help="print the front as JSON")
     tune.set_defaults(run=_tune)
 
@@ -193,12 +211,15 @@ def _bank(path: str | None) -> Any:
 # -- tune -------------------------------------------------------------------------------
 
 
-def _candidates() -> list[str]:
+def _candidates(bank: Any) -> list[str]:
     specs = [f"patience={p}" for p in (3, 5, 8, 10, 12, 15, 20, 25, 30, 40)]
     specs += [f"patience={p},best_from_epoch=3" for p in (5, 8, 10, 12, 15, 20, 25, 30)]
     specs += [f"patience={p},min_delta=0.001,min_delta_mode='rel'" for p in (10, 15, 20)]
     specs += [f"patience={p},smoothing=0.5" for p in (10, 20)]
     specs += [PRESETS["combo"], "patience='auto',max_epochs=100"]
+    if ACCURACY in bank.values:
+        specs += [f"patience={p},keep_best_by={ACCURACY}" for p in (5, 8, 10, 12, 15, 20)]
+        specs += ["default"]
     return specs
 
 
@@ -225,7 +246,7 @@ def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _tune(args: argparse.Namespace) -> int:
     bank = _bank(args.path)
-    specs = _candidates()
+    specs = _candidates(bank)
     rows = []
     with _Progress(len(specs), "candidates") as progress:
         for spec in specs:
@@ -250,21 +271,67 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _learn(bank: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Fit a policy within ``--max-regret`` (cross-validated by group), save it, and replay it on the same runs."""
     from earlystop_core.policy import fit_policy
-
-    policy = fit_policy(bank.curves(), monitor=args.monitor, target=args.target)
-    policy.save(args.learn)
-    print(f"learned policy saved to {args.learn}", file=sys.stderr)
-    return _row(f"rule=LearnedPolicy({args.learn!r})", _evaluate_policy(bank, policy, args))
-
-
-def _evaluate_policy(bank: Any, policy: Any, args: argparse.Namespace) -> Any:
+    from earlystop_core.policy_fit import read_runs_meta
     from earlystop_core.vectorized import evaluate
 
-    def make() -> Monitor:
-        return Monitor(monitor=args.monitor, mode=args.mode, rule=policy, restore_best_weights=True)
+    curves = bank.curves()
+    runs = _runs_file(args)
+    options: dict[str, Any] = {"best_from_epoch": args.best_from_epoch} if args.best_from_epoch else {}
+    keep = _keep_best_by(args, curves)
+    if keep is not None:
+        options["keep_best_by"] = keep
+    policy = fit_policy(
+        curves,
+        None if runs is None else read_runs_meta(runs),
+        monitor=args.monitor,
+        mode=args.mode,
+        target=args.target,
+        target_mode=args.target_mode,
+        budget=False,  # the saved policy then needs no max_epochs
+        monitor_options=options,
+        max_regret=args.max_regret,
+    )
+    policy.save(args.learn)
+    cv = policy.info["cv"]
+    print(
+        f"learned policy saved to {args.learn}: cross-validated over {cv['folds']} folds of {policy.info['groups']} "
+        f"group(s), {cv['saved']:.1%} of epochs saved at a mean regret of {cv['regret']:.4g}"
+        + ("" if cv["feasible"] else f" (no setting met --max-regret {cv['budget']:g}: the least regret)")
+        + "; its row below is replayed on the runs it was fitted on",
+        file=sys.stderr,
+    )
 
-    return evaluate(bank, make, target=args.target, target_mode=args.target_mode, reference=args.monitor)
+    def make() -> Monitor:
+        return Monitor(monitor=args.monitor, mode=args.mode, policy=policy, restore_best_weights=True)
+
+    evaluation = evaluate(bank, make, target=args.target, target_mode=args.target_mode, reference=args.monitor)
+    return _row(f"policy={args.learn!r}", evaluation)
+
+
+def _runs_file(args: argparse.Namespace) -> Path | None:
+    """``--runs``, else a runs.csv beside the curves (None when there is none)."""
+    if args.runs is not None:
+        if not Path(args.runs).is_file():
+            raise FileNotFoundError(f"--runs {args.runs}: no such file")
+        return Path(args.runs)
+    path = Path(args.path)
+    beside = (path if path.is_dir() else path.parent) / "runs.csv"
+    return beside if beside.is_file() else None
+
+
+def _keep_best_by(args: argparse.Namespace, curves: Mapping[str, Mapping[str, Any]]) -> str | None:
+    choice = args.keep_best_by
+    if choice == "none":
+        return None
+    if choice == "auto":
+        logged = all(ACCURACY in curve for curve in curves.values())
+        return ACCURACY if logged and args.monitor != ACCURACY else None
+    missing = [run for run, curve in curves.items() if choice not in curve]
+    if missing:
+        raise KeyError(f"--keep-best-by {choice}: run {missing[0]!r} does not log it (and {len(missing) - 1} more)")
+    return str(choice)
 
 
 def _plot_front(rows: list[dict[str, Any]], front: list[dict[str, Any]], pick: dict[str, Any], path: str) -> None:

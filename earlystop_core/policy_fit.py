@@ -598,7 +598,9 @@ def fit_recorded(
             logits[i] = model.logits(records[i].features[:, columns])
         say(f"fold {k + 1}/{len(folds_index)}: {len(held)} runs held out")
     if max_regret is not None:
-        budget = _nonnegative("max_regret", max_regret)
+        # A negative budget is meaningful: ask to end better than the oracle (e.g. with keep_best_by=).
+        budget = check_real("max_regret", max_regret)
+        assert budget is not None
         reference: dict[str, Any] | None = None
     else:
         assert match_patience is not None

@@ -522,8 +522,10 @@ def test_group_folds_and_patience_outcome() -> None:
     assert regret.tolist() == pytest.approx([r.regret for r in expected])
 
 
-def test_the_tune_command_writes_a_policy_that_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from earlystop_core.policy_cli import main
+def test_the_tune_command_learns_a_policy_by_group_and_saves_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from earlystop_core.cli import main
 
     bank, meta = synthetic_bank(runs=8, epochs=40)
     rows = ["run,epoch,loss,val_loss,val_accuracy,test_accuracy"]
@@ -534,9 +536,72 @@ def test_the_tune_command_writes_a_policy_that_loads(tmp_path: Path, capsys: pyt
         "run,problem,epochs\n" + "".join(f"{r},{m['problem']},40\n" for r, m in meta.items())
     )
     out = tmp_path / "policy.json"
-    assert main([str(tmp_path), "--learn", str(out), "--quiet", "--match-patience", "20"]) == 0
-    assert "max_epochs" in capsys.readouterr().out  # runs.csv has epochs: the policy uses the budget
-    policy = LearnedPolicy.load(out, max_epochs=40)
+    assert main(["tune", str(tmp_path / "curves.csv"), "--learn", str(out), "--max-regret", "0.001", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "cross-validated over 4 folds of 4 group(s)" in captured.err  # runs.csv beside the curves groups them
+    front = json.loads(captured.out)["front"]
+    policy = LearnedPolicy.load(out)
     assert policy.info["groups"] == 4 and policy.requires == {"loss", "val_accuracy"}
-    assert main([str(tmp_path / "nowhere"), "--learn", str(out)]) == 2
-    assert "earlystop tune: error" in capsys.readouterr().err
+    assert not policy.needs_budget  # the command's policies need no max_epochs
+    assert policy.monitor["keep_best_by"] == "val_accuracy"  # 'auto': every run logs it
+    assert policy.info["cv"]["budget"] == 0.001
+    assert front and all(set(row) >= {"strategy", "epochs_saved", "regret"} for row in front)
+    assert main(["tune", str(tmp_path / "curves.csv"), "--learn", str(out), "--keep-best-by", "none"]) == 0
+    assert "keep_best_by" not in LearnedPolicy.load(out).monitor
+    assert main(["tune", str(tmp_path / "curves.csv"), "--learn", str(out), "--keep-best-by", "val_auc"]) == 2
+    assert "--keep-best-by val_auc: run '0' does not log it" in capsys.readouterr().err
+    assert main(["tune", str(tmp_path / "curves.csv"), "--learn", str(out), "--runs", "nowhere.csv"]) == 2
+    assert "--runs nowhere.csv: no such file" in capsys.readouterr().err
+
+
+# -- Monitor(policy=...) ---------------------------------------------------------------------------------------------
+
+
+def policy_epochs(count: int = 60) -> list[dict[str, float]]:
+    rng = np.random.default_rng(3)
+    losses = [1.0 / (1 + t) + 0.02 * t / count + 0.01 * rng.random() for t in range(count)]
+    return [
+        {"val_loss": v, "loss": v * 0.8, "val_accuracy": round(0.9 - v / 4 + 0.05 * rng.random(), 2)} for v in losses
+    ]
+
+
+def test_monitor_policy_is_the_rule_set_as_the_policy_was_fitted(tmp_path: Path) -> None:
+    policy = toy_policy(monitor={"monitor": "val_loss", "mode": "min", "keep_best_by": "val_accuracy"})
+    path = tmp_path / "policy.json"
+    policy.save(path)
+    explicit = Monitor(rule=policy, keep_best_by="val_accuracy", restore_best_weights=True)
+    for form in (policy, path, str(path)):
+        monitor = Monitor(policy=form, restore_best_weights=True)
+        assert monitor.keep_best_by == "val_accuracy" and monitor.rule == policy
+        explicit.reset()
+        assert [monitor.update(e) for e in policy_epochs()] == [explicit.update(e) for e in policy_epochs()]
+    assert Monitor(policy="recommended").rule == recommended_policy()
+
+
+def test_monitor_policy_refuses_what_contradicts_it(tmp_path: Path) -> None:
+    policy = toy_policy(monitor={"monitor": "val_loss", "mode": "min", "best_from_epoch": 3})
+    assert Monitor(policy=policy, best_from_epoch=3).best_from_epoch == 3  # the same value is fine
+    with pytest.raises(ValueError, match="fitted with best_from_epoch=3, but best_from_epoch=5 was given"):
+        Monitor(policy=policy, best_from_epoch=5)
+    with pytest.raises(ValueError, match="fitted with monitor='val_loss', but monitor='loss' was given"):
+        Monitor(monitor="loss", policy=policy)
+    with pytest.raises(ValueError, match="fitted with mode='min', but mode='max' was given"):
+        Monitor(mode="max", policy=policy)
+    with pytest.raises(ValueError, match="policy= and rule= both decide"):
+        Monitor(policy=policy, rule=policy)
+    with pytest.raises(ValueError, match="policy= and patience=5 both decide"):
+        Monitor(policy=policy, patience=5)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        Monitor(policy=str(tmp_path / "missing.json"))
+    with pytest.raises(TypeError, match="'policy' must be a LearnedPolicy"):
+        Monitor(policy=3)  # type: ignore[arg-type]
+    with pytest.raises(PolicyError, match="cannot set"):
+        Monitor(policy=toy_policy(monitor={"patience": 3}))
+
+
+def test_monitor_policy_binds_a_budget_policy_to_max_epochs() -> None:
+    policy = LearnedPolicy(["budget_position", "log_wait"], [0.5, 1.0], [0.3, 1.0], [1.0, -1.0], 0.0, 0.5, 2, 20)
+    monitor = Monitor(policy=policy, max_epochs=100)
+    assert isinstance(monitor.rule, LearnedPolicy) and monitor.rule.max_epochs == 100
+    with pytest.raises(ValueError, match="max_epochs"):
+        Monitor(policy=policy)
