@@ -43,24 +43,14 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def watched_metrics(monitor: Monitor) -> tuple[str, ...]:
-    """The names of the logs the monitor reads: its metric(s), its plateau's, its rules' training metric.
+    """The names of the logs the monitor reads (:attr:`Monitor.metrics`): what the ranks must agree on.
 
     Examples:
         >>> from earlystop_core import Patience, PQ, ReduceLROnPlateau
         >>> watched_metrics(Monitor("val_loss", rule=Patience(3) | PQ(0.5), plateau=ReduceLROnPlateau("val_acc")))
         ('val_loss', 'val_acc', 'loss')
     """
-    config = monitor.config
-    names = [config.monitor] if isinstance(config.monitor, str) else list(config.monitor)
-    if monitor.plateau is not None:
-        names.append(monitor.plateau.monitor)
-    rules: list[Any] = [monitor.rule]
-    while rules:
-        rule = rules.pop()
-        rules.extend(getattr(rule, "rules", ()))
-        if isinstance(getattr(rule, "train_monitor", None), str):
-            names.append(rule.train_monitor)
-    return tuple(dict.fromkeys(names))
+    return monitor.metrics
 
 
 def mean_metrics(logs: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:

@@ -719,6 +719,27 @@ class Monitor:
         return self._lr
 
     @property
+    def metrics(self) -> tuple[str, ...]:
+        """Every log key this monitor reads: its metric(s), ``keep_best_by``, the plateau's, the rule's ``requires``.
+
+        What a distributed loop must agree on across ranks (the PyTorch adapter reduces exactly these).
+
+        Examples:
+            >>> from earlystop_core import PQ, Patience
+            >>> Monitor("val_loss", rule=Patience(3) | PQ(0.5), keep_best_by="val_accuracy").metrics
+            ('val_loss', 'val_accuracy', 'loss')
+        """
+        config = self.config
+        names = [config.monitor] if isinstance(config.monitor, str) else list(config.monitor)
+        if config.keep_best_by is not None:
+            names.append(config.keep_best_by)
+        if self._plateau is not None:
+            names.append(self._plateau.monitor)
+        if self._rule is not None:
+            names.extend(sorted(self._rule.requires))
+        return tuple(dict.fromkeys(names))
+
+    @property
     def rule(self) -> Rule | None:
         """This monitor's own copy of its stopping rule (None for plain fixed patience)."""
         return self._rule

@@ -90,6 +90,10 @@ def scenario(rank: int, folder: Path, name: str) -> dict[str, Any]:
     if name == "reduce_missing":  # rank 1 logs nothing at even epochs: the mean is rank 0's there
         stopper = EarlyStopper(model, on_missing="skip", **settings)
         return train(rank, stopper, lambda e, v: {} if rank == 1 and e % 2 == 0 else {"val_loss": v}, epochs=12)
+    if name == "reduce_policy":  # every metric the policy reads differs per rank: all are reduced
+        stopper = EarlyStopper(model, Monitor(policy="recommended", restore_best_weights=True))
+        accuracy = (lambda e: 0.5 + 0.01 * e) if rank == 0 else (lambda e: 0.9 - 0.01 * e)  # mean: 0.7, a tie
+        return train(rank, stopper, lambda e, v: {"val_loss": v, "loss": v * (1 + rank), "val_accuracy": accuracy(e)})
     if name == "rank0":  # only rank 0 has the metric; rank 1 logs garbage
         stopper = EarlyStopper(model, Monitor(patience=3, restore_best_weights=True), sync="rank0")
         return train(rank, stopper, lambda e, v: {"val_loss": v} if rank == 0 else {"junk": "x"})
@@ -104,7 +108,15 @@ def scenario(rank: int, folder: Path, name: str) -> dict[str, Any]:
     raise ValueError(name)
 
 
-SCENARIOS = ["reduce_nan", "reduce_diverging", "reduce_missing", "rank0", "rank0_error", "reduce_bad_value"]
+SCENARIOS = [
+    "reduce_nan",
+    "reduce_diverging",
+    "reduce_missing",
+    "reduce_policy",
+    "rank0",
+    "rank0_error",
+    "reduce_bad_value",
+]
 
 
 def main(rank: int, world: int, init_file: str, folder: str) -> None:
@@ -176,6 +188,14 @@ def test_a_metric_missing_on_one_rank_uses_the_others(workers: list[dict[str, An
     first, second = both(workers, "reduce_missing")
     assert first["decisions"] == second["decisions"]
     assert first["monitor"] == second["monitor"]
+
+
+def test_every_metric_a_policy_reads_is_reduced(workers: list[dict[str, Any]]) -> None:
+    first, second = both(workers, "reduce_policy")
+    assert first["decisions"] == second["decisions"]
+    assert first["monitor"] == second["monitor"]  # the policy's features and the kept epoch agree
+    # val_accuracy's mean is the same every epoch: the tie goes to the lowest val_loss, on both ranks
+    assert first["best_epoch"] == second["best_epoch"] and first["weights"] == second["weights"]
 
 
 def test_rank0_decides_for_everyone(workers: list[dict[str, Any]]) -> None:
