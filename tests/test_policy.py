@@ -605,3 +605,25 @@ def test_monitor_policy_binds_a_budget_policy_to_max_epochs() -> None:
     assert isinstance(monitor.rule, LearnedPolicy) and monitor.rule.max_epochs == 100
     with pytest.raises(ValueError, match="max_epochs"):
         Monitor(policy=policy)
+
+
+def test_the_recommended_policy_is_what_the_documented_fit_gives_on_the_dev_bank() -> None:
+    """`earlystop tune ../shared/curves/dev --learn policy.json --max-regret -0.0005` refits the default exactly."""
+    bank = Path(__file__).resolve().parents[2] / "shared" / "curves" / "dev"
+    if not (bank / "curves.csv.gz").exists():
+        pytest.skip(f"the dev curve bank is not at {bank}")
+    from earlystop_core.curves import load_curves
+
+    fitted = fit_policy(
+        load_curves(bank / "curves.csv.gz"),
+        bank / "runs.csv",
+        budget=False,
+        monitor_options={"keep_best_by": "val_accuracy"},
+        max_regret=-0.0005,
+    )
+    default = recommended_policy()
+    assert fitted.features == default.features and fitted.monitor == default.monitor
+    assert (fitted.min_wait, fitted.max_wait) == (default.min_wait, default.max_wait)
+    assert fitted.threshold == pytest.approx(default.threshold, rel=1e-9)
+    for name in ("means", "scales", "weights"):
+        assert getattr(fitted, name) == pytest.approx(getattr(default, name), rel=1e-6, abs=1e-9), name
