@@ -443,7 +443,7 @@ class LearnedPolicy(Rule):
             raise PolicyError(f"{path}: {error}") from None
 
     def make_monitor(self, **overrides: Any) -> Monitor:
-        """A :class:`~earlystop_core.Monitor` deciding with this policy, set as it was fitted, restoring the best.
+        """``Monitor(policy=self, restore_best_weights=True, **overrides)``: set as fitted, restoring the best.
 
         Examples:
             >>> policy = LearnedPolicy(["log_wait"], [0.0], [1.0], [-2.0], 4.0, threshold=0.5, min_wait=1,
@@ -454,8 +454,7 @@ class LearnedPolicy(Rule):
         """
         from earlystop_core.monitor import Monitor
 
-        settings: dict[str, Any] = {"restore_best_weights": True, **self.monitor, **overrides}
-        return Monitor(rule=self, **settings)
+        return Monitor(policy=self, **{"restore_best_weights": True, **overrides})
 
 
 def recommended_policy() -> LearnedPolicy:
