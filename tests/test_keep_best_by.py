@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from earlystop_core import MissingMetricError, Monitor, StateError, StopReason
 from earlystop_core.replay import replay_run
@@ -155,3 +156,49 @@ def test_replay_keeps_what_the_monitor_keeps_and_the_vectorised_engine_falls_bac
     evaluation = evaluate({"a": curve}, strategy, target="test_accuracy")
     assert evaluation.engine == "scalar" and "keep_best_by" in (evaluation.reason or "")
     assert evaluation.kept.tolist() == [3] and evaluation.regret.tolist() == pytest.approx([-0.2])
+
+
+class KeepBestByMachine(RuleBasedStateMachine):
+    """Updates, save/load through strict JSON and resets, beside a naive model of the kept epoch.
+
+    The model keeps the whole history: the kept epoch is :func:`reference_kept`
+    over it, and stopping is a plain Monitor's on the loss alone.
+    """
+
+    @initialize(patience=st.integers(1, 5), start=st.integers(0, 2))
+    def build(self, patience: int, start: int) -> None:
+        self.settings = {"patience": patience, "start_from_epoch": start, "restore_best_weights": True}
+        self.monitor = Monitor(keep_best_by="val_accuracy", **self.settings)
+        self.plain = Monitor(**self.settings)
+        self.history: list[tuple[float, float]] = []
+
+    @rule(loss=LOSS, accuracy=ACCURACY)
+    def update(self, loss: float, accuracy: float) -> None:
+        self.history.append((loss, accuracy))
+        decision, plain = self.monitor.update(logs(loss, accuracy)), self.plain.update({"val_loss": loss})
+        kept = reference_kept(self.history, self.settings["start_from_epoch"])
+        assert decision.best_epoch == kept
+        assert decision.improved == (kept == len(self.history) - 1)
+        assert (decision.should_stop, decision.wait, decision.reason) == (plain.should_stop, plain.wait, plain.reason)
+        assert decision.restore == (plain.should_stop and kept is not None)
+
+    @rule()
+    def save_and_load(self) -> None:
+        resumed = Monitor(keep_best_by="val_accuracy", **self.settings)
+        resumed.load_state_dict(json.loads(json.dumps(self.monitor.state_dict())))
+        self.monitor = resumed
+
+    @rule()
+    def reset(self) -> None:
+        self.monitor.reset()
+        self.plain.reset()
+        self.history = []
+
+    @invariant()
+    def the_kept_value_is_the_loss_at_the_kept_epoch(self) -> None:
+        epoch = self.monitor.best_epoch
+        assert self.monitor.best == (None if epoch is None else self.history[epoch][0])
+
+
+TestKeepBestByMachine = KeepBestByMachine.TestCase
+TestKeepBestByMachine.settings = settings(deadline=None, max_examples=80, stateful_step_count=40)
