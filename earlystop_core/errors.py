@@ -34,5 +34,12 @@ class MissingMetricError(KeyError):
         return self.message
 
 
+def missing_keep_metric(name: str, available: Iterable[object], monitored: str) -> MissingMetricError:
+    """The error for a ``keep_best_by`` metric absent from an epoch's logs (on_missing does not apply to it)."""
+    return MissingMetricError(
+        name, available, f"keep_best_by={name!r} needs it in every epoch's logs, beside {monitored!r}."
+    )
+
+
 class StateError(ValueError):
     """A saved monitor state cannot be loaded into this monitor."""

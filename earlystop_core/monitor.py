@@ -27,7 +27,7 @@ from earlystop_core._float32 import less32
 from earlystop_core._values import coerce_metric
 from earlystop_core.config import MonitorConfig
 from earlystop_core.decision import Decision, StopReason
-from earlystop_core.errors import MissingMetricError, StateError
+from earlystop_core.errors import MissingMetricError, StateError, missing_keep_metric
 from earlystop_core.plateau import ReduceLROnPlateau
 from earlystop_core.rules import Rule, own_copy
 from earlystop_core.signals import WeightedScore
@@ -577,8 +577,7 @@ class Monitor:
         try:
             raw = logs[name]
         except KeyError:
-            fix = f"keep_best_by={name!r} needs it in every epoch's logs, beside {self._name!r}."
-            raise MissingMetricError(name, logs.keys(), fix) from None
+            raise missing_keep_metric(name, logs.keys(), self._name) from None
         k = (raw if type(raw) is float else coerce_metric(name, raw)) * self._keep_sign
         return k if k - k == 0.0 else _INF
 

@@ -21,7 +21,8 @@ Both compare in float32 where the Monitor does (``less32(a, b)`` is
 ``np.float32(a) < np.float32(b)`` with ``a`` and ``b`` computed in float64
 first), smooth with the Monitor's expression term for term, keep the tracked
 best (of the smoothed value, from ``best_from_epoch`` on) apart from the kept
-best (of the raw value), and apply the guards in Lightning's order. What they
+best (of the raw value, or of ``keep_best_by`` with the Monitor's tie-break),
+and apply the guards in Lightning's order. What they
 cannot express (a ``rule=``, a weighted monitor, ``patience="auto"``, a
 ``plateau=``) and a strategy given as a monitor factory go through the scalar
 replay instead (``engine="scalar"``): the same results object and numbers,
@@ -53,7 +54,7 @@ import numpy as np
 import numpy.typing as npt
 
 from earlystop_core.config import MonitorConfig
-from earlystop_core.errors import MissingMetricError
+from earlystop_core.errors import MissingMetricError, missing_keep_metric
 from earlystop_core.modes import resolve_mode
 from earlystop_core.monitor import Monitor
 from earlystop_core.replay import ON_ERROR, RunResult, Summary, replay
@@ -418,8 +419,6 @@ def fallback_reason(config: MonitorConfig) -> str | None:
         return "a weighted monitor is replayed by the Monitor itself"
     if config.plateau is not None:
         return "a plateau= is replayed by the Monitor itself"
-    if config.keep_best_by is not None:
-        return "keep_best_by= is replayed by the Monitor itself"
     return None
 
 
@@ -529,7 +528,8 @@ def _evaluate_vectorised(
     work = _scratch(bank)
     with np.errstate(all="ignore"):  # float32 overflow to inf and NaN arithmetic are intended
         signal = _signal(_epoch_major(bank, key), n, config, work)
-        stop, stopped, best = _decide(signal, n, config, engine == "scan", work)
+        keep32 = None if config.keep_best_by is None else _keep_values(bank, config, work)
+        stop, stopped, best = _decide(signal, n, config, engine == "scan", work, keep32)
     # A run without the monitored metric: every epoch is skipped (on_missing="skip"), or it fails.
     stop = np.where(has_key, stop, n - 1)
     stopped &= has_key
@@ -540,6 +540,8 @@ def _evaluate_vectorised(
     failed = ~bank.present.get(target, absent) | (n == 0)
     if config.on_missing == "raise":
         failed |= ~has_key
+    if config.keep_best_by is not None:  # read at every epoch the monitored metric is
+        failed |= has_key & ~bank.present.get(config.keep_best_by, absent)
     if reference is not None:
         oracle_name, oracle_mode = reference, resolve_mode(reference_mode, reference)
     else:
@@ -618,6 +620,8 @@ def _failure(
     assert isinstance(config.monitor, str)
     if not has_key and config.on_missing == "raise":
         return MissingMetricError(config.monitor, names)
+    if has_key and config.keep_best_by is not None and config.keep_best_by not in names:
+        return missing_keep_metric(config.keep_best_by, names, config.monitor)
     if reference is not None and reference not in names:
         return KeyError(f"no reference metric {reference!r} in the curve; metrics: {', '.join(names)}")
     if reference is None and not has_key:
@@ -729,6 +733,50 @@ def _best_epochs(history: Float32Array, first: int, last: IntArray, work: _Scrat
     return np.where(last >= first, found, -1)
 
 
+def _keep_values(bank: Bank, config: MonitorConfig, work: _Scratch) -> Float32Array:
+    """The ``keep_best_by`` metric, (epochs, runs), signed (lower is better), non-finite as +inf, in float32."""
+    assert config.keep_best_by is not None
+    values = _epoch_major(bank, config.keep_best_by)
+    width = len(values)
+    signed = np.multiply(
+        values, -1.0 if config.keep_best_mode == "max" else 1.0, out=work.get("keep", np.float64, width)
+    )
+    signed[~np.isfinite(signed)] = np.inf
+    keep32 = work.get("keep32", np.float32, width)
+    np.copyto(keep32, signed, casting="same_kind")
+    return keep32
+
+
+def _kept_by(keep32: Float32Array, signed32: Float32Array, start: int, last: IntArray, work: _Scratch) -> IntArray:
+    """With ``keep_best_by``: the kept epoch after epoch ``last`` (-1 before ``start``).
+
+    The Monitor's step from ``start`` on: an epoch is kept when its keep value
+    is lower, or equal with a lower monitored value (float32 comparisons; a
+    NaN never wins a tie and is never displaced by one).
+    """
+    width, count = keep32.shape
+    if start >= width:
+        return np.full(count, -1, dtype=np.int64)
+    steps = width - start
+    history = work.get("kept_by", np.int64, steps)
+    best_k, best_s = keep32[start].copy(), signed32[start].copy()
+    history[0] = start
+    take, tie = np.empty(count, dtype=bool), np.empty(count, dtype=bool)
+    less, equal, putmask, copyto = np.less, np.equal, np.putmask, np.copyto
+    for step in range(1, steps):
+        k, s = keep32[start + step], signed32[start + step]
+        less(k, best_k, out=take)
+        equal(k, best_k, out=tie)
+        tie &= less(s, best_s)
+        take |= tie
+        copyto(history[step], history[step - 1])
+        putmask(history[step], take, start + step)
+        putmask(best_k, take, k)
+        putmask(best_s, take, s)
+    at = np.clip(last - start, 0, steps - 1)
+    return np.where(last >= start, history[at, np.arange(count)], -1)
+
+
 def _adoptions(
     values: FloatArray, values32: Float32Array, config: MonitorConfig, scan: bool, work: _Scratch, slot: str
 ) -> tuple[Float32Array, BoolArray]:
@@ -792,9 +840,11 @@ def _adoptions(
 
 
 def _decide(
-    signal: _Signal, n: IntArray, config: MonitorConfig, scan: bool, work: _Scratch
+    signal: _Signal, n: IntArray, config: MonitorConfig, scan: bool, work: _Scratch, keep32: Float32Array | None = None
 ) -> tuple[IntArray, BoolArray, IntArray]:
     """Every run's stop epoch, whether it stopped, and its best (kept) epoch, -1 for none.
+
+    ``keep32``: with ``keep_best_by``, its signed float32 values, which pick the kept epoch instead.
 
     Nothing a run does after it stops changes what came before, so the bests
     are stepped over every epoch of every run, and the stop is then the first
@@ -860,6 +910,8 @@ def _decide(
         first + _first_true(exhausted, width),
         width if signal.reached is None else _first_true(signal.reached, width),
     )
+    if keep32 is not None:
+        return stop, stopped, _kept_by(keep32, signal.signed32, start, last, work)
     if split and first >= width:
         kept, _ = _adoptions(signal.signed[start:], signal.signed32[start:], config, scan, work, "best:kept")
     return stop, stopped, _best_epochs(kept, start if split else first, last, work)

@@ -102,6 +102,10 @@ def configurations(draw: st.DrawFn) -> dict[str, Any]:
     }
     if draw(st.booleans()):
         options["mode"] = draw(st.sampled_from(["min", "max"]))
+    if draw(st.integers(0, 3)) == 0:  # keep the best epoch of the other validation metric, or of the target
+        other = "val_accuracy" if options["monitor"] == "val_loss" else "val_loss"
+        options["keep_best_by"] = draw(st.sampled_from([other, "test_accuracy"]))
+        options["keep_best_mode"] = draw(st.sampled_from(["auto", "min", "max"]))
     try:
         Monitor(**options)
     except ValueError:  # contradictory thresholds
