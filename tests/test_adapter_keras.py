@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip("keras")
 
-from earlystop_core import Monitor, ReduceLROnPlateau  # noqa: E402
+from earlystop_core import Monitor, ReduceLROnPlateau, StopReason  # noqa: E402
 from earlystop_core.adapters.keras import EarlyStoppingCallback  # noqa: E402
 
 EPOCHS = 25
@@ -95,6 +95,33 @@ def test_keep_best_by_restores_the_best_epoch_of_another_metric() -> None:
     losses, maes = history["val_loss"], history["val_mae"]
     assert best == min(range(len(maes)), key=lambda t: (np.float32(maes[t]), losses[t], t))
     assert best != int(np.argmin(losses))  # so restoring the val_loss best would fail this test
+    for restored, expected in zip(model.get_weights(), snapshots[best], strict=True):
+        np.testing.assert_array_equal(restored, expected)
+
+
+def test_the_recommended_policy_in_a_real_fit_stops_and_restores_the_most_accurate_epoch() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(192, 8)).astype("float32")
+    y = (x[:, 0] + 0.8 * rng.normal(size=192) > 0).astype("float32")  # noisy labels: it overfits
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=0.03),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)],
+    )
+    ours = EarlyStoppingCallback(Monitor(policy="recommended", restore_best_weights=True))
+    snapshots: list[list[np.ndarray]] = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: snapshots.append(model.get_weights()))
+    history = model.fit(
+        x[:128], y[:128], validation_data=(x[128:], y[128:]), epochs=200, batch_size=32, shuffle=False,
+        callbacks=[record, ours], verbose=0,
+    ).history  # fmt: skip
+    ran = len(history["loss"])
+    assert ours.monitor.stop_reason is not StopReason.NOT_STOPPED and ran < 200
+    accuracy, losses = history["val_accuracy"], history["val_loss"]
+    best = ours.monitor.best_epoch
+    assert best == min(range(ran), key=lambda t: (-np.float32(accuracy[t]), np.float32(losses[t]), t))
     for restored, expected in zip(model.get_weights(), snapshots[best], strict=True):
         np.testing.assert_array_equal(restored, expected)
 
