@@ -1,6 +1,6 @@
 """Train a small Keras model on scikit-learn's bundled digits and stop early.
 
-Run: KERAS_BACKEND=torch python examples/keras_digits.py [--epochs 200] [--patience 5]
+Run: KERAS_BACKEND=torch python examples/keras_digits.py [--epochs 200] [--patience 5 | --policy recommended]
 (needs the ``keras`` and ``examples`` extras: ``pip install -e ".[keras,examples]"``)
 """
 
@@ -23,6 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--policy", help="a learned policy instead of patience: 'recommended' or a saved policy's path")
     args = parser.parse_args()
 
     digits = load_digits()
@@ -40,7 +41,10 @@ def main() -> None:
         metrics=["accuracy"],
     )
 
-    monitor = Monitor(monitor="val_loss", patience=args.patience, restore_best_weights=True)
+    if args.policy:  # it reads loss and val_accuracy too, and restores the most accurate epoch
+        monitor = Monitor(policy=args.policy, restore_best_weights=True)
+    else:
+        monitor = Monitor(monitor="val_loss", patience=args.patience, restore_best_weights=True)
     history = model.fit(
         x_train,
         y_train,

@@ -36,6 +36,15 @@ def test_keras_digits_stops_early_and_restores() -> None:
     assert float(out.rsplit(": ", 1)[1]) > 0.9
 
 
+def test_keras_digits_with_the_recommended_policy() -> None:
+    pytest.importorskip("keras")
+    pytest.importorskip("sklearn")
+    out = run_example("keras_digits.py", "--epochs", "200", "--policy", "recommended")
+    ran = int(out.split("ran ")[1].split(" of")[0])
+    assert ran < 200 and "CRITERION_MET" in out
+    assert float(out.rsplit(": ", 1)[1]) > 0.9
+
+
 def test_demo_command_prints_each_decision() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "earlystop_core.cli", "demo", "--run", "7", "--patience", "5"],
