@@ -25,14 +25,20 @@ from earlystop_core import (
     PQ,
     UP,
     DynamicPatience,
+    LearnedPolicy,
     Monitor,
     Patience,
     ReduceLROnPlateau,
     RelativePatience,
     Stalled,
+    recommended_policy,
 )
 
 NEVER = 10**9
+#: The recommended policy, made never to stop: every epoch pays for all its features.
+NEVER_STOPPING_POLICY = LearnedPolicy.from_json(
+    recommended_policy().to_json() | {"max_wait": NEVER, "threshold": 1e-300}
+)
 
 
 def make_logs(epochs: int, seed: int = 0) -> list[dict[str, float]]:
@@ -58,6 +64,8 @@ CONFIGURATIONS: dict[str, Callable[[], Monitor]] = {
     "min_delta_mode='rel'": lambda: Monitor(patience=NEVER, min_delta=1e-3, min_delta_mode="rel"),
     "best_from_epoch=3": lambda: Monitor(patience=NEVER, best_from_epoch=3),
     "plateau": lambda: Monitor(patience=NEVER, plateau=ReduceLROnPlateau(patience=NEVER)),
+    "keep_best_by='val_accuracy'": lambda: Monitor(patience=NEVER, keep_best_by="val_accuracy"),
+    "policy='recommended'": lambda: Monitor(policy=NEVER_STOPPING_POLICY),
 }
 
 
