@@ -563,7 +563,8 @@ class Monitor:
         assert rule is not None
         for name in rule.requires:
             if name not in logs:
-                raise MissingMetricError(name, logs.keys())
+                fix = f"The stopping rule reads it at every epoch (it requires {', '.join(sorted(rule.requires))})."
+                raise MissingMetricError(name, logs.keys(), fix)
             coerce_metric(name, logs[name])
         if rule.takes_log and s < 0:
             raise ValueError(

@@ -109,3 +109,18 @@ def test_the_installed_command_runs() -> None:
         check=True,
     )
     assert "default" in result.stdout
+
+
+def test_runs_a_strategy_cannot_replay_are_counted_and_explained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = ["run,epoch,val_loss,val_accuracy,test_accuracy"]  # no training loss: the default policy needs one
+    rows += [f"{r},{t},{1 / (1 + t) + 0.01 * t},{0.5 + 0.01 * t},{0.5 + 0.01 * t}" for r in range(3) for t in range(30)]
+    path = tmp_path / "curves.csv"
+    path.write_text("\n".join(rows) + "\n")
+    status, out, err = run(capsys, "replay", str(path), "--strategy", "default", "--strategy", "patience=5", "--json")
+    assert status == 0
+    assert [row["runs"] for row in json.loads(out)] == [0, 3]
+    assert "earlystop: default: 3 of 3 runs skipped; run '0': MissingMetricError: metric 'loss'" in err
+    assert "The stopping rule reads it at every epoch (it requires loss, val_accuracy)." in err
+    assert "patience=5" not in err
