@@ -45,6 +45,10 @@ class Decision(NamedTuple):
         detail: What the stopping rule that fired says about it, when a rule stopped training.
         lr: The learning rate to use from the next epoch on, when the monitor
             coordinates a learning-rate schedule (None otherwise).
+        kept_by: With ``keep_best_by``, the metric that picks the kept epoch:
+            ``improved``, ``best`` and ``best_epoch`` then describe the epoch
+            kept by it (``best`` is the monitored value there), while ``wait``
+            counts from the monitored metric's own best.
 
     Examples:
         >>> from earlystop_core import Monitor
@@ -72,6 +76,7 @@ class Decision(NamedTuple):
     final: bool = False
     detail: str | None = None
     lr: float | None = None
+    kept_by: str | None = None
 
     @property
     def message(self) -> str:
@@ -97,7 +102,12 @@ _THRESHOLDS = {
 
 def _explain(d: Decision) -> str:
     head = f"epoch {d.epoch}: "
-    best = "no best yet" if d.best_epoch is None else f"best {d.best:.6g} at epoch {d.best_epoch}"
+    if d.best_epoch is None:
+        best = "no best yet"
+    elif d.kept_by is None:
+        best = f"best {d.best:.6g} at epoch {d.best_epoch}"
+    else:
+        best = f"kept epoch {d.best_epoch}, the best by {d.kept_by} ({d.monitor}={d.best:.6g})"
     restore = f"; restoring the weights of epoch {d.best_epoch}" if d.restore else ""
     if d.reason is StopReason.NON_FINITE_METRIC:
         return f"{head}{d.monitor} is {d.value}, not finite; stopping ({best}){restore}"
@@ -114,6 +124,8 @@ def _explain(d: Decision) -> str:
         return f"training ended after epoch {d.epoch}; {best}{restore}"
     if d.value is None:
         return f"{head}{d.monitor} not logged this epoch, skipped ({best}){restore}"
+    if d.improved and d.kept_by is not None:
+        return f"{head}the best epoch by {d.kept_by} so far, kept ({d.monitor}={d.value:.6g}){note}"
     if d.improved:
         return f"{head}{d.monitor}={d.value:.6g} is the new best{note}"
     return f"{head}{d.monitor}={d.value:.6g}, no improvement for {d.wait} epoch(s); {best}{note}"

@@ -465,6 +465,7 @@ class Monitor:
                 False,  # final
                 None,  # detail
                 self._lr,
+                self._keep_key,
             ),
         )
 
@@ -498,6 +499,7 @@ class Monitor:
             self._wait,
             self._name,
             final=True,
+            kept_by=self._keep_key,
         )
 
     # -- the slower paths ----------------------------------------------------
@@ -652,6 +654,7 @@ class Monitor:
             limit,
             detail=detail,
             lr=self._lr,
+            kept_by=self._keep_key,
         )
 
     def _missing(self, logs: Mapping[str, Any], epoch: int) -> Decision:
@@ -671,6 +674,7 @@ class Monitor:
             self._wait,
             self._name,
             lr=self._lr,
+            kept_by=self._keep_key,
         )
 
     # -- read-only state -----------------------------------------------------

@@ -203,3 +203,17 @@ class KeepBestByMachine(RuleBasedStateMachine):
 
 TestKeepBestByMachine = KeepBestByMachine.TestCase
 TestKeepBestByMachine.settings = settings(deadline=None, max_examples=80, stateful_step_count=40)
+
+
+def test_decisions_name_the_metric_that_keeps_and_their_messages_say_so() -> None:
+    monitor = Monitor(patience=2, keep_best_by="val_accuracy", restore_best_weights=True)
+    decisions = [monitor.update(logs(*epoch)) for epoch in [(1.0, 0.5), (0.8, 0.9), (0.7, 0.6), (0.75, 0.6)]]
+    assert {d.kept_by for d in decisions} == {"val_accuracy"} and Monitor().update(logs(1.0, 0.5)).kept_by is None
+    assert decisions[1].message == "epoch 1: the best epoch by val_accuracy so far, kept (val_loss=0.8)"
+    assert decisions[-1].message == (
+        "epoch 3: val_loss=0.75, no improvement for 1 epoch(s); kept epoch 1, the best by val_accuracy (val_loss=0.8)"
+    )
+    last = monitor.update(logs(0.9, 0.5))
+    assert last.should_stop and last.message.endswith(
+        "kept epoch 1, the best by val_accuracy (val_loss=0.8); restoring the weights of epoch 1"
+    )
