@@ -157,13 +157,14 @@ def _evaluate(bank: Any, spec: str, args: argparse.Namespace) -> Any:
     """Replay a strategy over the bank; runs it cannot replay are skipped, and said so on stderr."""
     from earlystop_core.vectorized import evaluate
 
+    strategy = _strategy(spec, args)
     options = {"target": args.target, "target_mode": args.target_mode, "reference": args.monitor}
-    evaluation = evaluate(bank, _strategy(spec, args), on_error="skip", **options)
+    evaluation = evaluate(bank, strategy, on_error="skip", **options)
     if len(evaluation) < len(bank):
         replayed = set(evaluation.runs)
         first = next(index for index, run in enumerate(bank.runs) if run not in replayed)
         try:  # the first skipped run again, to say why
-            evaluate({bank.runs[first]: bank.curve(first)}, _strategy(spec, args), **options)
+            evaluate({bank.runs[first]: bank.curve(first)}, strategy, **options)
             reason = "it could not be replayed"
         except (KeyError, ValueError, TypeError, ArithmeticError) as error:
             reason = f"{type(error).__name__}: {error.args[0] if isinstance(error, KeyError) else error}"

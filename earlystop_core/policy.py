@@ -30,6 +30,7 @@ Examples:
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import json
 import math
@@ -528,16 +529,12 @@ def with_policy(policy: LearnedPolicy | str | Path, options: Mapping[str, Any]) 
         >>> options["keep_best_by"], options["rule"] == recommended_policy()
         ('val_accuracy', True)
     """
-    from earlystop_core.config import MonitorConfig  # the config imports rules, this module's base
-
     if options.get("rule") is not None:
         raise ValueError("policy= and rule= both decide when to stop; pass one of them")
     if options.get("patience", 0) != 0:
         raise ValueError(f"policy= and patience={options['patience']!r} both decide when to stop; pass one of them")
     resolved = load_policy(policy, options.get("max_epochs"))
-    defaults = {
-        name: parameter.default for name, parameter in inspect.signature(MonitorConfig.build).parameters.items()
-    }
+    defaults = _monitor_defaults()
     merged = dict(options, rule=resolved)
     for name, fitted in resolved.monitor.items():
         if name not in defaults or name in ("rule", "patience", "plateau"):
@@ -553,6 +550,14 @@ def with_policy(policy: LearnedPolicy | str | Path, options: Mapping[str, Any]) 
                 "(the policy's threshold was tuned under its own settings) or fit a policy with it"
             )
     return merged
+
+
+@functools.cache
+def _monitor_defaults() -> dict[str, Any]:
+    """Every Monitor setting's default (read once: a replay builds a Monitor per run)."""
+    from earlystop_core.config import MonitorConfig  # the config imports rules, this module's base
+
+    return {name: parameter.default for name, parameter in inspect.signature(MonitorConfig.build).parameters.items()}
 
 
 def fit_policy(
