@@ -29,8 +29,9 @@ def sample_curves_path() -> Path:
 def load_curves(path: str | Path) -> dict[str, Curve]:
     """Read a long CSV (optionally gzipped) into ``{run: {metric: values by epoch}}``.
 
-    Epochs of each run must be 0, 1, 2, ... in order; empty cells and ``nan``
-    are read as NaN. Errors name the file, line and column.
+    Epochs of each run must be 0, 1, 2, ... in order (so no epoch can reach
+    past the rows the file holds); empty cells and ``nan`` are read as NaN; a
+    UTF-8 byte order mark is skipped. Errors name the file, line and column.
 
     Examples:
         >>> curves = load_curves(sample_curves_path())
@@ -60,9 +61,11 @@ def load_curves(path: str | Path) -> dict[str, Curve]:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
+    # utf-8-sig: a file saved by Excel or Notepad starts with a byte order mark, which plain utf-8 would glue to
+    # the first column's name ('\ufeffrun'), refusing the header; without a mark it reads as utf-8.
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def _parse_epoch(path: Path, line: int, cell: str) -> int:

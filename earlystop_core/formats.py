@@ -15,8 +15,12 @@ packed into a :class:`~earlystop_core.vectorized.Bank`:
 * a directory of such files, one run each (:func:`load_directory`).
 
 :func:`load_any` tells them apart by their content. Gzipped files
-(``.gz``) are read too. A malformed file raises :class:`FormatError`, whose
-message starts with ``file:line:column``.
+(``.gz``) are read too, with or without a UTF-8 byte order mark. A
+malformed file raises :class:`FormatError`, whose message starts with
+``file:line:column``; so does a run whose last epoch lies absurdly far past
+what its file holds (far sparser than any real log: see ``MAX_EPOCH``), and
+a path that is not a regular file (a FIFO, a dangling symbolic link), which
+is never opened.
 
 Examples:
     >>> import pathlib, tempfile
@@ -29,12 +33,16 @@ Examples:
 from __future__ import annotations
 
 import csv
+import errno
 import gzip
 import io
 import json
 import math
 import os
-from collections.abc import Iterator
+import stat
+import warnings
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +70,27 @@ _NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math
 _NON_FINITE.update({"+infinity": math.inf, "-infinity": -math.inf})
 _CURVE_SUFFIXES = (".csv", ".log", ".jsonl", ".ndjson")  # looked for in a directory (also gzipped)
 _LIGHTNING_FILE = "metrics.csv"
-#: Epochs past this are refused: a run is as long as its last epoch, and a typo should not allocate gigabytes.
+#: Epochs past this are refused outright: a run is as long as its last epoch, and a typo should not allocate gigabytes.
 MAX_EPOCH = 10_000_000
+# MAX_EPOCH alone still let a 40-byte line with epoch 10,000,000 fill 170 MB of NaN: a run's series are filled up to
+# its last epoch, so what it costs is set by that epoch, not by the file. _check_span bounds the slots a run fills
+# (its last epoch + 1, times its metrics + 1) by _SPARSITY per value the file holds for it, plus _SLACK_SLOTS:
+# * real logs are dense: Keras and the long CSV log every epoch (their readers insist on it), Lightning writes its
+#   training rows every epoch even when it validates every N, and a hand-made JSON log that logs every 100 epochs
+#   is already rare, so one value per 1,000 epochs is far past any real log (a Lightning row of w cells accounts
+#   for w values, so there it reads "a row per 1,000 epochs");
+# * counting values, not lines, keeps one 2,000-metric line from vouching for 1,000 epochs of 2,000 series;
+# * the slack (8 MB of list slots) lets a short log of a run resumed late (epochs 400,000 to 400,009) through,
+#   and caps what a tiny file can cost: at most 8 kB of slots per value read, plus 8 MB, never gigabytes.
+_SPARSITY = 1_000
+_SLACK_SLOTS = 1_000_000
+_FILE_KINDS = {
+    stat.S_IFDIR: "directory",
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+}
 
 
 class FormatError(ValueError):
@@ -192,7 +219,9 @@ def load_long_csv(path: str | os.PathLike[str]) -> Curves:
         >>> sorted(load_long_csv(sample_curves_path())["0"])[:2]
         ['accuracy', 'loss']
     """
-    return load_curves(Path(path))
+    path = Path(path)
+    _check_file(path)
+    return load_curves(path)
 
 
 def load_keras_csv(path: str | os.PathLike[str], run: str | None = None) -> Curves:
@@ -264,7 +293,8 @@ def _lightning(path: Path, text: str) -> Curve:
     epoch_column, step_column = header.index("epoch"), header.index("step")
     metrics = [(column, name) for column, name in enumerate(header) if column not in (epoch_column, step_column)]
     merged: dict[int, dict[str, float]] = {}
-    for row in _rows(path, reader):
+    rows = 0
+    for rows, row in enumerate(_rows(path, reader), start=1):  # noqa: B007 - rows counts them, for after the loop
         line = reader.line_num
         _check_width(path, line, row, len(header))
         if row[epoch_column].strip() in _MISSING:
@@ -276,6 +306,8 @@ def _lightning(path: Path, text: str) -> Curve:
             number = _parse_number(path, line, column + 1, row[column])
             if number is not None:
                 logged[name] = number
+    # Each row holds a value in every column, the empty ones too (Lightning writes them all).
+    _check_span(path, merged, len(metrics), rows * len(header), partial(_csv_line, text, epoch_column))
     return _by_epoch(merged, [name for _, name in metrics])
 
 
@@ -339,6 +371,11 @@ def _jsonl(path: Path, text: str, default_run: str) -> Curves:
                 known.append(name)
             if parsed is not None:
                 logged[name] = parsed
+    for run, epochs in runs.items():  # every run checked before any is filled
+        # What the file holds for the run, counted after merging: its epochs and their non-null values (so
+        # neither repeated lines nor null keys can vouch for more epochs).
+        values = len(epochs) + sum(map(len, epochs.values()))
+        _check_span(path, epochs, len(names[run]), values, partial(_jsonl_line, text, run if keyed else None))
     return {run: _by_epoch(epochs, names[run]) for run, epochs in runs.items()}
 
 
@@ -348,7 +385,11 @@ def load_directory(path: str | os.PathLike[str]) -> Curves:
     Files ending in ``.csv``, ``.log``, ``.jsonl`` or ``.ndjson`` (or those
     gzipped) are read, each in the format its content shows; hidden files
     and folders are skipped, and so are CSV and ``.log`` files without an
-    ``epoch`` column (``runs.csv`` beside a curve bank, other logs). A run is
+    ``epoch`` column (``runs.csv`` beside a curve bank, other logs). Symbolic
+    links to files are followed (links to folders are not, as they may
+    loop); an entry with a curve file's name that is not a regular file (a
+    dangling link, a FIFO, a socket) is skipped unopened, with one warning
+    naming each such entry and why. A run is
     named after its file's path under the directory without suffixes, or for
     a Lightning ``metrics.csv`` after its folder's (``version_0``); files
     holding several runs (a long CSV, JSON lines with ``run``) keep their own
@@ -357,6 +398,9 @@ def load_directory(path: str | os.PathLike[str]) -> Curves:
     Raises:
         FormatError: A file is malformed, two files give the same run id, or
             no curve file was found.
+
+    Warns:
+        UserWarning: Entries were skipped as not regular files.
 
     Examples:
         >>> import pathlib, tempfile
@@ -371,7 +415,14 @@ def load_directory(path: str | os.PathLike[str]) -> Curves:
         raise NotADirectoryError(f"{root} is not a directory")
     curves: Curves = {}
     origin: dict[str, Path] = {}
-    for file in _curve_files(root):
+    files, skipped = _curve_files(root)
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} of {root} that "
+            f"{'is not a regular file' if len(skipped) == 1 else 'are not regular files'}: {', '.join(skipped)}",
+            stacklevel=2,
+        )
+    for file in files:
         text = _read_text(file)
         name = file.name.removesuffix(".gz")
         if name.endswith((".csv", ".log")) and "epoch" not in _first_row(text):
@@ -386,24 +437,80 @@ def load_directory(path: str | os.PathLike[str]) -> Curves:
                 raise FormatError(file, None, None, f"run {found!r} is also in {origin[found]}")
             curves[found], origin[found] = curve, file
     if not curves:
+        unread = f" (and {len(skipped)} skipped as not regular files: see the warning)" if skipped else ""
         raise FormatError(
-            root, None, None, f"no curve files ({', '.join(_CURVE_SUFFIXES)}, or gzipped) in the directory"
+            root, None, None, f"no curve files ({', '.join(_CURVE_SUFFIXES)}, or gzipped) in the directory{unread}"
         )
     return curves
 
 
-def _curve_files(root: Path) -> Iterator[Path]:
+def _curve_files(root: Path) -> tuple[list[Path], list[str]]:
+    """The regular files under ``root`` named as curve files, and ``'path (why)'`` for those named so that are not."""
+    found: list[Path] = []
+    skipped: list[str] = []
     for folder, subfolders, files in os.walk(root):
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
         for name in sorted(files):
             if not name.startswith(".") and name.removesuffix(".gz").endswith(_CURVE_SUFFIXES):
-                yield Path(folder) / name
+                file = Path(folder) / name
+                problem = _not_a_file(file)
+                if problem is None:
+                    found.append(file)
+                else:
+                    skipped.append(f"{file} ({problem})")
+    return found, skipped
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` is not a regular file (or a link to one), or None if it is; it is never opened.
+
+    Opening a FIFO blocks until something writes to it, and a socket or a
+    device is no log: ``os.stat``, which follows links, tells them apart
+    before anything opens them.
+
+    Raises:
+        FileNotFoundError: There is nothing at ``path`` (not even a link).
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _not_a_file(folder)
+        'not a regular file: directory'
+        >>> _ = (folder / "run.csv").write_text("epoch,loss\\n")
+        >>> _not_a_file(folder / "run.csv") is None
+        True
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if not os.path.islink(path):
+            raise
+        why = "" if error.errno == errno.ENOENT else f": {str(error.strerror or error).lower()}"  # a loop, say
+        return f"dangling symbolic link to {os.readlink(path)}{why}"
+    if stat.S_ISREG(mode):
+        return None
+    return f"not a regular file: {_FILE_KINDS.get(stat.S_IFMT(mode), 'of an unknown kind')}"
+
+
+def _check_file(path: Path) -> None:
+    """Refuse, before opening it, a path that is not a regular file (or a link to one): see :func:`_not_a_file`."""
+    problem = _not_a_file(path)
+    if problem is None:
+        return
+    if problem.startswith("dangling"):
+        fix = "point the link at a curve file, or remove it"
+    elif problem.endswith("FIFO"):  # a shell's <(...) is one: it would be read twice, detecting then loading
+        fix = "curves are read from regular files only (opening a FIFO waits for a writer): save them to a file"
+    else:
+        fix = "curves are read from regular files only: save them to a file and read that"
+    raise FormatError(path, None, None, f"{problem}; {fix}")
 
 
 # -- cells and values ---------------------------------------------------------------------
 
 
 def _read_text(path: Path) -> str:
+    _check_file(path)
     with open(path, "rb") as stream:
         data = stream.read()
     if path.suffix == ".gz":
@@ -508,6 +615,91 @@ def _json_number(path: Path, number: int, line: str, name: str, value: Any) -> f
     if isinstance(value, str) and value.strip().lower() in _NON_FINITE:
         return _NON_FINITE[value.strip().lower()]
     raise FormatError(path, number, _key_column(line, name), f"metric {name!r}: expected a number, got {value!r}")
+
+
+def _check_span(
+    path: Path,
+    logged: dict[int, dict[str, float]],
+    metrics: int,
+    values: int,
+    locate: Callable[[int], tuple[int, int]],
+) -> None:
+    """Refuse a run whose last epoch lies absurdly far past what its file holds, before its series are filled.
+
+    The run's ``metrics`` series, and the index of its rows, are filled up to
+    its last epoch: ``(last + 1) * (metrics + 1)`` slots of 8 bytes, whatever
+    the file's size. They may take at most ``_SPARSITY`` (1,000) slots per
+    value the file holds for the run, plus ``_SLACK_SLOTS`` (1,000,000); see
+    the comment at :data:`MAX_EPOCH` for why. All is computed after parsing,
+    so the readers' loops pay nothing for it.
+
+    Args:
+        path: The file.
+        logged: The run's merged rows by epoch.
+        metrics: How many metrics the run has.
+        values: How many values the file holds for the run.
+        locate: The line and column of a given epoch in the file, for the
+            error only (it may read the file again).
+
+    Raises:
+        FormatError: The run would take more.
+
+    Examples:
+        >>> every_100 = {epoch: {"val_loss": 0.5} for epoch in range(0, 10_001, 100)}
+        >>> _check_span(Path("log.jsonl"), every_100, 1, 202, lambda epoch: (101, 2))  # fine
+        >>> _check_span(Path("log.jsonl"), {10_000_000: {"val_loss": 0.5}}, 1, 2, lambda epoch: (1, 2))
+        Traceback (most recent call last):
+        ...
+        earlystop_core.formats.FormatError: log.jsonl:1:2: epoch 10,000,000 is absurdly far past what the file holds ...
+    """
+    last = max(logged, default=-1)
+    slots = (last + 1) * (metrics + 1)
+    if slots <= _SPARSITY * values + _SLACK_SLOTS:
+        return
+    line, column = locate(last)
+    raise FormatError(
+        path,
+        line,
+        column,
+        f"epoch {last:,} is absurdly far past what the file holds for this run: filling its {metrics:,} "
+        f"metric{'s' if metrics != 1 else ''} with NaN up to it would take {slots * 8 / 1e6:,.0f} MB for "
+        f"{values:,} logged value{'s' if values != 1 else ''} (no real log is that sparse: the readers "
+        f"allow {_SPARSITY:,} filled values per logged one); fix the epoch (a typo?), or if the run really "
+        "resumed this late, number its epochs from 0",
+    )
+
+
+def _csv_line(text: str, column: int, epoch: int) -> tuple[int, int]:
+    """The line and column of the first row of a (valid) CSV whose ``column`` (0-based) is ``epoch``.
+
+    Examples:
+        >>> _csv_line("\\nepoch,step\\n0,1\\n\\n7,2\\n", 0, 7)
+        (5, 1)
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
+    for row in reader:
+        try:
+            if float(row[column]) == epoch:
+                return reader.line_num, column + 1
+        except (IndexError, ValueError):
+            continue  # a blank line, the header
+    return reader.line_num, column + 1  # not reached on a file the reader accepted
+
+
+def _jsonl_line(text: str, run: str | None, epoch: int) -> tuple[int, int]:
+    """The line and column of the first JSON line (of ``run``, unless None) whose epoch is ``epoch``.
+
+    Examples:
+        >>> _jsonl_line('{"run": 1, "epoch": 7}\\n\\n{"run": 2, "epoch": 7}\\n', "2", 7)
+        (3, 12)
+    """
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            item = json.loads(line)
+            if item["epoch"] == epoch and (run is None or str(item["run"]) == run):
+                return number, _key_column(line, "epoch")
+    return len(lines), 1  # not reached on a file the reader accepted
 
 
 def _by_epoch(logged: dict[int, dict[str, float]], names: list[str]) -> Curve:
