@@ -1,13 +1,15 @@
 """Strict JSON for saved states: non-finite floats as strings, a checked envelope.
 
-Every saved state is ``{"format", "version", "config", "state"}``. Loading
-checks the envelope once, here, for the Monitor and ReduceLROnPlateau alike:
-the format, the version, and that the saving object was configured exactly as
-the loading one (naming each difference).
+Every saved state is ``{"format", "version", "config", "state", "checksum"}``.
+Loading checks the envelope once, here, for the Monitor and ReduceLROnPlateau
+alike: the format, the version, and that the saving object was configured
+exactly as the loading one (naming each difference); once the fields have been
+checked, the checksum (:func:`check_seal`) catches damage they cannot.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -43,7 +45,72 @@ def float_from_json(value: Any, what: str) -> float | None:
         return _NON_FINITE[value]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise StateError(f"corrupt saved state: {what} must be a number, got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        raise StateError(f"corrupt saved state: {what} is out of range, got {value!r}") from None
+
+
+def floats_from_json(values: list[Any], what: str) -> list[float]:
+    """A saved list of numbers read back with :func:`float_from_json`; a null in it is corrupt, not skipped.
+
+    Examples:
+        >>> floats_from_json([0.5, "inf"], "recent")
+        [0.5, inf]
+        >>> floats_from_json([0.5, None], "recent")
+        Traceback (most recent call last):
+        ...
+        earlystop_core.errors.StateError: corrupt saved state: recent must be a list of numbers, got [0.5, None]
+    """
+    numbers = [float_from_json(value, what) for value in values]
+    if any(number is None for number in numbers):
+        raise StateError(f"corrupt saved state: {what} must be a list of numbers, got {values!r}")
+    return [number for number in numbers if number is not None]
+
+
+def seal(envelope: dict[str, Any]) -> dict[str, Any]:
+    """Add a ``checksum`` of the envelope's content, which :func:`check_seal` verifies at load time.
+
+    A state is checked field by field when it is loaded, but some damage
+    leaves it plausible (a best of 0.7 edited to 0.07 is still a number):
+    the checksum catches what the field checks cannot.
+
+    Examples:
+        >>> sealed = seal({"format": "x", "version": 1, "config": {}, "state": {"best": 0.7}})
+        >>> sealed["checksum"][:7]
+        'sha256:'
+        >>> sealed["state"]["best"] = 0.07
+        >>> check_seal(sealed, "x")
+        Traceback (most recent call last):
+        ...
+        earlystop_core.errors.StateError: saved x state does not match its checksum: it was changed after...
+    """
+    envelope["checksum"] = _digest(envelope)
+    return envelope
+
+
+def check_seal(saved: Mapping[str, Any] | str, kind: str) -> None:
+    """Raise ``StateError`` unless ``saved`` matches its checksum (a state without one, written by hand, passes)."""
+    if isinstance(saved, str):
+        saved = json.loads(saved)
+    assert isinstance(saved, Mapping)  # open_envelope has checked it
+    if "checksum" not in saved:
+        return
+    try:
+        matches = saved["checksum"] == _digest(saved)
+    except (TypeError, ValueError):  # a value JSON cannot hold: not what state_dict() wrote
+        matches = False
+    if not matches:
+        raise StateError(
+            f"saved {kind} state does not match its checksum: it was changed after it was saved, or damaged. "
+            "Load the state as state_dict() returned it (if you edited it on purpose, delete its 'checksum')"
+        )
+
+
+def _digest(envelope: Mapping[str, Any]) -> str:
+    content = {name: envelope.get(name) for name in ("format", "version", "config", "state")}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def same(saved: object, value: object) -> bool:

@@ -105,6 +105,9 @@ class DynamicPatience(Rule):
     def state(self) -> Any:
         return {"patience": self.patience, "best": float_to_json(self._best)}
 
+    def remembered(self) -> list[float]:
+        return [] if self._best is None else [self._best]
+
     def load(self, state: Any) -> None:
         if not isinstance(state, Mapping) or set(state) != {"patience", "best"}:
             raise StateError(f"corrupt Monitor state: {self!r} needs 'patience' and 'best', got {state!r}")

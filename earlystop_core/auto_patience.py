@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from earlystop_core._json import float_from_json, float_to_json
+from earlystop_core._json import float_to_json, floats_from_json
 from earlystop_core._validate import check_int, check_real
 from earlystop_core.decision import StopReason
 from earlystop_core.errors import StateError
@@ -109,6 +109,9 @@ class AutoPatience(Rule):
     def limit(self) -> float | None:
         return self.patience
 
+    def remembered(self) -> list[float]:
+        return list(self._seen)
+
     def state(self) -> Any:
         return {"patience": self.patience, "seen": [float_to_json(v) for v in self._seen]}
 
@@ -121,4 +124,4 @@ class AutoPatience(Rule):
         if not isinstance(seen, list) or len(seen) > self.probe:
             raise StateError(f"corrupt Monitor state: auto patience probe must be a list of <= {self.probe} values")
         self.patience = patience
-        self._seen = [float(v) for v in (float_from_json(v, "auto patience probe") for v in seen) if v is not None]
+        self._seen = floats_from_json(seen, "auto patience probe")

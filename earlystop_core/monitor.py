@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from earlystop_core._float32 import less32
-from earlystop_core._values import coerce_metric
+from earlystop_core._json import check_seal
+from earlystop_core._values import ABSENT, coerce_metric, lookup
 from earlystop_core.config import MonitorConfig
 from earlystop_core.decision import Decision, StopReason
 from earlystop_core.errors import MissingMetricError, StateError, missing_keep_metric
 from earlystop_core.plateau import ReduceLROnPlateau
 from earlystop_core.rules import Rule, own_copy
 from earlystop_core.signals import WeightedScore
+from earlystop_core.state import FORMAT as STATE_FORMAT
 from earlystop_core.state import MonitorState, dump_state, load_state
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _new_tuple = tuple.__new__
 _INF = float("inf")
+_ABSENT = ABSENT
 _NOT_STOPPED = StopReason.NOT_STOPPED
 _PATIENCE = StopReason.PATIENCE_EXHAUSTED
 _THRESHOLD = StopReason.STOPPING_THRESHOLD
@@ -362,29 +365,27 @@ class Monitor:
         return self._update(logs, epoch)
 
     def _update(self, logs: Mapping[str, Any], epoch: int | None) -> Decision:
+        # Everything that can raise comes before the first change of state, so
+        # an update that raises changes nothing (tests/test_faults.py).
         if epoch is None:
             epoch = self._next_epoch
-        elif type(epoch) is not int or epoch < 0:
-            epoch = _check_epoch(epoch)
+        elif type(epoch) is not int or epoch < self._next_epoch:
+            epoch = self._check_epoch(epoch)
         key = self._key
         if key is None:
+            if type(logs) is not dict:
+                _check_logs(logs, "<metric>")
             try:
                 x = self._score.read(logs)  # type: ignore[union-attr]  # a score whenever there is no key
             except MissingMetricError:
                 if self.config.on_missing == "raise":
                     raise
                 return self._missing(logs, epoch)
-            except TypeError:
-                _check_logs(logs, "<metric>")
-                raise
         else:
-            try:
-                raw = logs[key]
-            except KeyError:
+            # get(), not [], and `in` for other mappings: a defaultdict's made-up 0.0 is not a metric.
+            raw = logs.get(key, _ABSENT) if type(logs) is dict else _read_other(logs, key)
+            if raw is _ABSENT:
                 return self._missing(logs, epoch)
-            except TypeError:
-                _check_logs(logs, key)
-                raise
             x = raw if type(raw) is float else coerce_metric(key, raw)
         s = x * self._sign
         if self._checks_inputs:
@@ -392,6 +393,8 @@ class Monitor:
         k = 0.0 if self._keep_key is None else self._keep_value(logs)
         self._next_epoch = epoch + 1  # only now: an update that raises changes nothing
         self._restore_requested = False
+        if key is None:
+            self._score.fix_scales(logs)  # type: ignore[union-attr]
 
         if s - s != 0.0 and self._check_finite:  # NaN and +-inf: x - x is NaN
             return self._stop(epoch, x, _NON_FINITE, False, None)
@@ -514,14 +517,20 @@ class Monitor:
                     "a Monitor with a plateau needs the learning rate: pass update(logs, lr=optimizer_lr) "
                     "(at least on the first epoch)"
                 )
-        self._check_inputs(logs)  # before the plateau counts the epoch: a bad epoch changes nothing
+        # Before the plateau counts the epoch: a refused epoch changes nothing.
+        if epoch is not None and (type(epoch) is not int or epoch < self._next_epoch):
+            epoch = self._check_epoch(epoch)
+        self._check_inputs(logs)
+        saved = plateau.save_counters()
         next_lr = plateau.update(logs, lr)
+        previous = self._lr, self._hold
         self._hold = plateau.last_reduced or not plateau.exhausted(next_lr)
-        previous, self._lr = self._lr, next_lr
+        self._lr = next_lr
         try:
             decision = self._update(logs, epoch)
         except BaseException:
-            self._lr = previous
+            plateau.restore_counters(saved)
+            self._lr, self._hold = previous
             raise
         if not plateau.last_reduced or decision.should_stop:
             return decision
@@ -541,6 +550,8 @@ class Monitor:
             return  # the common case, cheaply
         if key is None:
             assert self._score is not None
+            if not isinstance(logs, Mapping):
+                _check_logs(logs, "<metric>")
             try:
                 x = self._score.read(logs)
             except MissingMetricError:
@@ -560,6 +571,21 @@ class Monitor:
         if self._keep_key is not None:
             self._keep_value(logs)
 
+    def _check_epoch(self, epoch: Any) -> int:
+        """``epoch`` as an int, if it is one and comes after every epoch seen; else the error that says why."""
+        if isinstance(epoch, bool) or not hasattr(epoch, "__index__"):
+            raise TypeError(f"'epoch' must be an int, got {type(epoch).__name__} ({epoch!r})")
+        value = int(epoch.__index__())
+        if value < 0:
+            raise ValueError(f"'epoch' must be >= 0, got {value}")
+        if value < self._next_epoch:
+            raise ValueError(
+                f"epoch {value} does not come after epoch {self._next_epoch - 1}, the last one this Monitor saw: "
+                "epochs must increase. To start a new run call reset(); to resume from a checkpoint, load the "
+                "Monitor state saved with it (see docs/resuming.md)"
+            )
+        return value
+
     def _check_rule_inputs(self, logs: Mapping[str, Any], s: float) -> None:
         rule = self._rule
         assert rule is not None
@@ -577,10 +603,9 @@ class Monitor:
         """The signed ``keep_best_by`` value of these logs; a non-finite one is the worst possible."""
         name = self._keep_key
         assert name is not None
-        try:
-            raw = logs[name]
-        except KeyError:
-            raise missing_keep_metric(name, logs.keys(), self._name) from None
+        raw = lookup(logs, name)
+        if raw is _ABSENT:
+            raise missing_keep_metric(name, logs.keys(), self._name)
         k = (raw if type(raw) is float else coerce_metric(name, raw)) * self._keep_sign
         return k if k - k == 0.0 else _INF
 
@@ -785,19 +810,25 @@ class Monitor:
     def load_state_dict(self, state: Mapping[str, Any] | str) -> None:
         """Continue from a :meth:`state_dict` of an identically configured monitor.
 
+        Everything is checked before anything changes: a refused state leaves
+        the Monitor exactly as it was.
+
         Raises:
             StateError: The state is corrupt, of another format or version, or
                 was saved by a monitor configured differently.
         """
         loaded = load_state(self.config, state)
-        if self._rule is not None:
-            self._rule.load(loaded.rule)
-        if self._score is not None:
-            self._score.load(loaded.score)
-        if self._plateau is not None:
-            if not isinstance(loaded.plateau, (Mapping, str)):
-                raise StateError("corrupt Monitor state: the plateau's state is missing")
-            self._plateau.load_state_dict(loaded.plateau)
+        # Every part loads into a throwaway copy first: a refused state leaves this Monitor as it was.
+        parts = [(part, loaded_part) for part, loaded_part in self._parts(loaded) if part is not None]
+        for part, saved in parts:
+            trial = copy.deepcopy(part)
+            _load_part(trial, saved)
+            if isinstance(trial, Rule) and self._check_finite:
+                _check_finite_memory(trial)
+        check_seal(state, STATE_FORMAT)  # last: a field's own error names the problem better
+        for part, saved in parts:
+            _load_part(part, saved)  # checked above: cannot fail now
+        self._hold = False  # recomputed from the plateau at the next update
         self._lr = loaded.lr
         self._next_epoch = loaded.next_epoch
         self._best = loaded.best
@@ -811,6 +842,9 @@ class Monitor:
         self._stop_reason = loaded.stop_reason
         self._restore_requested = loaded.restore_requested
 
+    def _parts(self, loaded: MonitorState) -> list[tuple[Rule | WeightedScore | ReduceLROnPlateau | None, Any]]:
+        return [(self._rule, loaded.rule), (self._score, loaded.score), (self._plateau, loaded.plateau)]
+
     def __repr__(self) -> str:
         c = self.config
         best = "none" if self._best_epoch is None else f"{self._best:.6g}@{self._best_epoch}"
@@ -818,6 +852,24 @@ class Monitor:
         return (
             f"Monitor(monitor={c.monitor!r}, mode={c.mode!r}, {how}, min_delta={c.min_delta:g}; "
             f"epoch={self._next_epoch}, best={best}, wait={self._wait}, stop_reason={self._stop_reason.name})"
+        )
+
+
+def _load_part(part: Rule | WeightedScore | ReduceLROnPlateau, saved: Any) -> None:
+    if isinstance(part, ReduceLROnPlateau):
+        if not isinstance(saved, (Mapping, str)):
+            raise StateError("corrupt Monitor state: the plateau's state is missing")
+        part.load_state_dict(saved)
+    else:
+        part.load(saved)
+
+
+def _check_finite_memory(rule: Rule) -> None:
+    odd = [value for value in rule.remembered() if value - value != 0.0]
+    if odd:
+        raise StateError(
+            f"corrupt Monitor state: {rule!r} remembers {odd[0]!r}, but with check_finite=True no "
+            "non-finite value reaches a rule"
         )
 
 
@@ -842,10 +894,8 @@ def _check_logs(logs: object, key: str) -> None:
         ) from None
 
 
-def _check_epoch(epoch: Any) -> int:
-    if isinstance(epoch, bool) or not hasattr(epoch, "__index__"):
-        raise TypeError(f"'epoch' must be an int, got {type(epoch).__name__} ({epoch!r})")
-    value = int(epoch.__index__())
-    if value < 0:
-        raise ValueError(f"'epoch' must be >= 0, got {value}")
-    return value
+def _read_other(logs: Mapping[str, Any], key: str) -> Any:
+    """The metric from logs that are not a plain dict (``ABSENT`` if not there), or a ``TypeError``."""
+    if not isinstance(logs, Mapping):
+        _check_logs(logs, key)
+    return lookup(logs, key)

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from earlystop_core._float32 import less32
-from earlystop_core._json import float_from_json, float_to_json, open_envelope
+from earlystop_core._json import check_seal, float_from_json, float_to_json, open_envelope, seal
 from earlystop_core._validate import check_choice, check_int, check_real
-from earlystop_core._values import coerce_metric
+from earlystop_core._values import ABSENT, coerce_metric, lookup
 from earlystop_core.errors import MissingMetricError, StateError
 from earlystop_core.modes import resolve_mode
 
@@ -119,14 +119,14 @@ class ReduceLROnPlateau:
             [0.1, 0.1, 0.1, 0.05]
         """
         lr = _check_lr(lr)
-        self.last_reduced = False
-        try:
-            raw = logs[self.monitor]
-        except KeyError:
+        raw = lookup(logs, self.monitor)  # `in` first: a defaultdict's made-up 0.0 is not a metric
+        if raw is ABSENT:
             if self.on_missing == "raise":
-                raise MissingMetricError(self.monitor, logs.keys()) from None
+                raise MissingMetricError(self.monitor, logs.keys())
+            self.last_reduced = False
             return lr
         x = raw if type(raw) is float else coerce_metric(self.monitor, raw)
+        self.last_reduced = False  # only now: an update that raises changes nothing
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
@@ -156,6 +156,14 @@ class ReduceLROnPlateau:
         limit = self.max_reductions
         return not less32(self.min_lr, _check_lr(lr)) or (limit is not None and self.reductions >= limit)
 
+    def save_counters(self) -> tuple[Any, ...]:
+        """Everything :meth:`update` changes, for :meth:`restore_counters` to put back (a Monitor's rollback)."""
+        return self.best, self.wait, self.cooldown_counter, self.reductions, self.last_reduced
+
+    def restore_counters(self, saved: tuple[Any, ...]) -> None:
+        """Put back what :meth:`save_counters` returned."""
+        self.best, self.wait, self.cooldown_counter, self.reductions, self.last_reduced = saved
+
     def _improves(self, x: float) -> bool:
         best = self.best
         if best is None:
@@ -180,7 +188,7 @@ class ReduceLROnPlateau:
         """
         state = {name: getattr(self, name) for name in _COUNTERS}
         state.update(best=float_to_json(self.best), last_reduced=self.last_reduced)
-        return {"format": FORMAT, "version": VERSION, "config": self._config(), "state": state}
+        return seal({"format": FORMAT, "version": VERSION, "config": self._config(), "state": state})
 
     def load_state_dict(self, saved: Mapping[str, Any] | str) -> None:
         """Continue from a :meth:`state_dict` of an identically configured instance.
@@ -196,6 +204,8 @@ class ReduceLROnPlateau:
                 raise StateError(f"corrupt ReduceLROnPlateau state: {name!r} must be an int >= 0")
         if type(state.get("last_reduced")) is not bool:
             raise StateError("corrupt ReduceLROnPlateau state: 'last_reduced' must be true or false")
+        _check_counters(state, self.cooldown, self.max_reductions)
+        check_seal(saved, FORMAT)
         self.best = best
         self.wait, self.cooldown_counter, self.reductions = (state[name] for name in _COUNTERS)
         self.last_reduced = state["last_reduced"]
@@ -203,6 +213,24 @@ class ReduceLROnPlateau:
     def __repr__(self) -> str:
         state = ", ".join(f"{name}={getattr(self, name)!r}" for name in ("best", *_COUNTERS))
         return f"ReduceLROnPlateau(monitor={self.monitor!r}, mode={self.mode!r}, factor={self.factor!r}; {state})"
+
+
+def _check_counters(state: Mapping[str, Any], cooldown: int, max_reductions: int | None) -> None:
+    """Refuse counters that no run of this schedule can reach."""
+    if "best" not in state:
+        raise StateError("corrupt ReduceLROnPlateau state: 'best' is missing")
+    if state["cooldown_counter"] > cooldown:
+        raise StateError(
+            f"corrupt ReduceLROnPlateau state: 'cooldown_counter' ({state['cooldown_counter']}) exceeds "
+            f"cooldown ({cooldown})"
+        )
+    if max_reductions is not None and state["reductions"] > max_reductions:
+        raise StateError(
+            f"corrupt ReduceLROnPlateau state: 'reductions' ({state['reductions']}) exceeds "
+            f"max_reductions ({max_reductions})"
+        )
+    if state["last_reduced"] and (state["reductions"] == 0 or state["wait"] != 0):
+        raise StateError("corrupt ReduceLROnPlateau state: 'last_reduced' is true, but no reduction was counted")
 
 
 def _real(name: str, value: Any) -> float:

@@ -39,6 +39,7 @@ from operator import mul as _mul
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, overload
 
+from earlystop_core._files import write_atomically
 from earlystop_core._json import float_from_json, float_to_json
 from earlystop_core._validate import check_bool, check_int, check_real
 from earlystop_core.errors import StateError
@@ -294,6 +295,9 @@ class LearnedPolicy(Rule):
     def state(self) -> Any:
         return {"features": self._tracker.state(), "logit": float_to_json(self._logit), "capped": self._capped}
 
+    def remembered(self) -> list[float]:
+        return self._tracker.remembered()
+
     def load_state(self, state: Any) -> None:
         """Restore memory saved by :meth:`state` (what ``policy.load(state)`` does, as every Rule's ``load``).
 
@@ -302,10 +306,10 @@ class LearnedPolicy(Rule):
         """
         if not isinstance(state, Mapping) or set(state) != {"features", "logit", "capped"}:
             raise StateError(f"corrupt Monitor state: {self!r} needs 'features', 'logit' and 'capped', got {state!r}")
-        self._tracker.load(state["features"])
         logit = float_from_json(state["logit"], "policy logit")
         if logit is None or not isinstance(state["capped"], bool):
             raise StateError("corrupt Monitor state: a policy's 'logit' must be a number and 'capped' true or false")
+        self._tracker.load(state["features"])  # last: it checks everything before it changes anything
         self._logit = logit
         self._capped = state["capped"]
 
@@ -424,7 +428,7 @@ class LearnedPolicy(Rule):
             True
         """
         text = json.dumps(self.to_json(), indent=1, allow_nan=False)
-        Path(path).write_text(text + "\n", encoding="utf-8")
+        write_atomically(path, text + "\n")  # a crash mid-save leaves the old policy, not half a file
 
     @classmethod
     def read(cls, path: str | Path, max_epochs: int | None = None) -> LearnedPolicy:

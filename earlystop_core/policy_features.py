@@ -332,6 +332,12 @@ class FeatureTracker:
         self._features = features
         return features
 
+    def remembered(self) -> list[float]:
+        """The levels of the monitored values kept, and the features made of them (see ``Rule.remembered``)."""
+        if not self._seen:
+            return []
+        return [self._first, self._last, *(level for record in self._history for level in record), *self._features]
+
     def last_features(self) -> list[float]:
         """What :meth:`step` returned last (empty before the first epoch)."""
         return list(self._features)
@@ -388,6 +394,7 @@ class FeatureTracker:
         if not isinstance(features, list) or len(features) not in (0, len(self.names)):
             raise StateError(f"corrupt Monitor state: a policy's 'features' must list {len(self.names)} numbers")
         floats = {name: _number(state[name], name) for name in _FLOATS}
+        self._check_reachable(counts, floats)
         self._features = [_number(x, "features") for x in features]
         self._history = deque(records, maxlen=HISTORY)
         self._seen = seen
@@ -405,6 +412,37 @@ class FeatureTracker:
         self._acc_last = floats["acc_last"]
         self._acc_best = floats["acc_best"]
         self._acc_at_best = floats["acc_at_best"]
+
+    def _check_reachable(self, counts: dict[str, int], floats: dict[str, float]) -> None:
+        """Refuse counters and levels no sequence of epochs leads to (a damaged state would change the features)."""
+        fresh = FeatureTracker()
+        unused = [] if counts["seen"] else ["first", "last", "best_epoch"]
+        if self.train_metric is None or not counts["seen"]:
+            unused += ["train_last", "train_at_best", "train_best", "train_best_seen"]
+        if self.accuracy_metric is None or not counts["seen"]:
+            unused += ["acc_first", "acc_last", "acc_best", "acc_at_best", "acc_best_seen"]
+        for name in unused:  # still as reset() left them
+            value = counts[name] if name in counts else floats[name]
+            if repr(value) != repr(getattr(fresh, f"_{name}")):
+                raise StateError(f"corrupt Monitor state: a policy's {name!r} is {value!r} where nothing set it")
+        if not counts["seen"]:
+            return
+        finite = []  # levels made finite as they are read (a non-finite loss or accuracy carries the last one)
+        if self.train_metric is not None:
+            finite += ["train_at_best", "train_best"]
+        if self.accuracy_metric is not None:
+            finite += ["acc_first", "acc_best", "acc_at_best"]
+        for name in ("first", "last", *finite):
+            value = floats[name]
+            if math.isnan(value) or (name in finite and not math.isfinite(value)):
+                raise StateError(
+                    f"corrupt Monitor state: a policy's {name!r} is {value!r} after {counts['seen']} epochs"
+                )
+        for name in ("train_best_seen", "acc_best_seen"):
+            if name not in unused and not 1 <= counts[name] <= counts["seen"]:
+                raise StateError(
+                    f"corrupt Monitor state: a policy's {name!r} ({counts[name]}) is not in 1..{counts['seen']}"
+                )
 
 
 def check_metric_name(name: str, value: Any) -> str | None:

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from earlystop_core._json import float_from_json, float_to_json
+from earlystop_core._json import float_from_json, float_to_json, floats_from_json
 from earlystop_core._validate import check_int, check_positive
 from earlystop_core._values import coerce_metric
 from earlystop_core.errors import MissingMetricError, StateError
@@ -102,6 +102,9 @@ class UP(Rule):
     def state(self) -> Any:
         return {"previous": float_to_json(self._previous), "ups": self._ups}
 
+    def remembered(self) -> list[float]:
+        return [] if self._previous is None else [self._previous]
+
     def load(self, state: Any) -> None:
         fields = _fields(self, state, ("previous", "ups"))
         self._previous = float_from_json(fields["previous"], f"{self!r} previous")
@@ -169,8 +172,7 @@ class PQ(Rule):
         train = _fields(self, state, ("train",))["train"]
         if not isinstance(train, list) or len(train) > self.strip:
             raise StateError(f"corrupt Monitor state: {self!r} 'train' must be a list of <= {self.strip} numbers")
-        values = [float_from_json(v, f"{self!r} train") for v in train]
-        self._train = [v for v in values if v is not None]
+        self._train = floats_from_json(train, f"{self!r} train")
 
 
 def _fields(rule: Rule, state: Any, names: tuple[str, ...]) -> Mapping[str, Any]:

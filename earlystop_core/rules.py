@@ -67,6 +67,14 @@ class Rule(abc.ABC):
         if state is not None:
             raise StateError(f"corrupt Monitor state: {self!r} keeps no state, got {state!r}")
 
+    def remembered(self) -> list[float]:
+        """The monitored values (signed) the rule keeps in its memory.
+
+        With ``check_finite=True`` no non-finite value reaches a rule, so a
+        Monitor refuses a saved state whose rule remembers one.
+        """
+        return []
+
     def firing(self) -> Rule:
         """The rule that decided the last stop (itself, or a part of a composition)."""
         return self
@@ -182,6 +190,9 @@ class _Composite(Rule):
             raise StateError(f"corrupt Monitor state: {self!r} needs a list of {len(self.rules)} states, got {state!r}")
         for rule, part in zip(self.rules, state, strict=True):
             rule.load(part)
+
+    def remembered(self) -> list[float]:
+        return [value for rule in self.rules for value in rule.remembered()]
 
     def firing(self) -> Rule:
         return self._fired.firing() if self._fired is not self else self

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from earlystop_core._validate import check_choice, check_real
-from earlystop_core._values import coerce_metric
+from earlystop_core._values import ABSENT, coerce_metric, lookup
 from earlystop_core.errors import MissingMetricError, StateError
 from earlystop_core.modes import Mode, resolve_mode
 
@@ -76,30 +76,41 @@ class WeightedScore:
         self._scales: dict[str, float] | None = None
 
     def read(self, logs: Mapping[str, Any]) -> float:
-        """The score of this epoch's logs."""
-        if self.normalize is None:
-            total = 0.0
-            for name, coefficient in self._terms:
-                try:
-                    raw = logs[name]
-                except KeyError:
-                    raise MissingMetricError(name, logs.keys()) from None
-                total += coefficient * (raw if type(raw) is float else coerce_metric(name, raw))
-            return total
-        values = []
-        for name, _ in self._terms:
-            try:
-                raw = logs[name]
-            except KeyError:
-                raise MissingMetricError(name, logs.keys()) from None
-            values.append(raw if type(raw) is float else coerce_metric(name, raw))
-        if self._scales is None:
-            self._scales = _scales_from(dict(zip(self.weights, values, strict=True)))
-        values = [value / scale for value, scale in zip(values, self._scales.values(), strict=True)]
+        """The score of this epoch's logs; reading changes nothing (see :meth:`fix_scales`).
+
+        With ``normalize="initial"`` and no scales fixed yet, this epoch's own
+        values are the scales (the score of a first epoch).
+
+        Raises:
+            MissingMetricError: A weighted metric is not in the logs.
+            TypeError: A value is not a number.
+        """
+        values = self._values(logs)
+        if self.normalize is not None:
+            scales = self._scales if self._scales is not None else _scales_from(self.weights, values)
+            values = [value / scale for value, scale in zip(values, scales.values(), strict=True)]
         total = 0.0
         for (_, coefficient), value in zip(self._terms, values, strict=True):
             total += coefficient * value
         return total
+
+    def fix_scales(self, logs: Mapping[str, Any]) -> None:
+        """With ``normalize="initial"``: take these (already read) logs' values as the scales, unless fixed.
+
+        The Monitor calls it once an epoch is accepted, so an epoch refused for
+        any reason leaves the scales unfixed.
+        """
+        if self.normalize is not None and self._scales is None:
+            self._scales = _scales_from(self.weights, self._values(logs))
+
+    def _values(self, logs: Mapping[str, Any]) -> list[float]:
+        values = []
+        for name, _ in self._terms:
+            raw = lookup(logs, name)
+            if raw is ABSENT:
+                raise MissingMetricError(name, logs.keys())
+            values.append(raw if type(raw) is float else coerce_metric(name, raw))
+        return values
 
     def spec(self) -> dict[str, Any]:
         """The score's definition as JSON."""
@@ -117,16 +128,21 @@ class WeightedScore:
         if (
             not isinstance(state, Mapping)
             or set(state) != set(self.weights)
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in state.values())
+            or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in state.values()
+            )
         ):
-            raise StateError(f"corrupt Monitor state: score scales must map {sorted(self.weights)} to numbers > 0")
+            raise StateError(
+                f"corrupt Monitor state: score scales must map {sorted(self.weights)} to finite numbers > 0, "
+                f"got {state!r}"
+            )
         self._scales = {name: float(value) for name, value in state.items()}
 
 
-def _scales_from(values: Mapping[str, float]) -> dict[str, float]:
+def _scales_from(weights: Mapping[str, float], values: list[float]) -> dict[str, float]:
     """Each metric's first magnitude; a metric starting at 0 (an accuracy of 0) is left unscaled."""
     scales = {}
-    for name, value in values.items():
+    for name, value in zip(weights, values, strict=True):
         scale = abs(value)
         if not math.isfinite(scale):
             raise ValueError(

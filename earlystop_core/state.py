@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from earlystop_core._json import float_from_json, float_to_json, open_envelope
+from earlystop_core._json import float_from_json, float_to_json, open_envelope, seal
 from earlystop_core.config import MonitorConfig
 from earlystop_core.decision import StopReason
 from earlystop_core.errors import StateError
@@ -41,27 +41,29 @@ class MonitorState(NamedTuple):
 
 def dump_state(config: MonitorConfig, state: MonitorState) -> dict[str, Any]:
     """The JSON-ready dict of a monitor's configuration and state."""
-    return {
-        "format": FORMAT,
-        "version": VERSION,
-        "config": config.to_json(),
-        "state": {
-            "next_epoch": state.next_epoch,
-            "best": float_to_json(state.best),
-            "best_epoch": state.best_epoch,
-            "wait": state.wait,
-            "stopped_epoch": state.stopped_epoch,
-            "stop_reason": state.stop_reason.value,
-            "restore_requested": state.restore_requested,
-            "tracked": float_to_json(state.tracked),
-            "smoothed": float_to_json(state.smoothed),
-            "rule": state.rule,
-            "score": state.score,
-            "plateau": state.plateau,
-            "lr": state.lr,
-            "kept_by": float_to_json(state.kept_by),
-        },
-    }
+    return seal(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "config": config.to_json(),
+            "state": {
+                "next_epoch": state.next_epoch,
+                "best": float_to_json(state.best),
+                "best_epoch": state.best_epoch,
+                "wait": state.wait,
+                "stopped_epoch": state.stopped_epoch,
+                "stop_reason": state.stop_reason.value,
+                "restore_requested": state.restore_requested,
+                "tracked": float_to_json(state.tracked),
+                "smoothed": float_to_json(state.smoothed),
+                "rule": state.rule,
+                "score": state.score,
+                "plateau": state.plateau,
+                "lr": state.lr,
+                "kept_by": float_to_json(state.kept_by),
+            },
+        }
+    )
 
 
 def load_state(config: MonitorConfig, saved: Mapping[str, Any] | str) -> MonitorState:
@@ -74,6 +76,20 @@ def load_state(config: MonitorConfig, saved: Mapping[str, Any] | str) -> Monitor
         earlystop_core.errors.StateError: not a saved earlystop_core.Monitor state: 'format' is 'something else'
     """
     fields = open_envelope(saved, FORMAT, VERSION, config.to_json())
+    missing = [name for name in MonitorState._fields if name not in fields]
+    unknown = sorted(set(fields) - set(MonitorState._fields))
+    if missing or unknown:
+        raise StateError(
+            "corrupt Monitor state: "
+            + "; ".join(
+                part
+                for part in (
+                    f"missing field(s) {', '.join(map(repr, missing))}" if missing else "",
+                    f"unknown field(s) {', '.join(map(repr, unknown))}" if unknown else "",
+                )
+                if part
+            )
+        )
     state = MonitorState(
         next_epoch=_field_int(fields, "next_epoch"),
         best=_field_float(fields, "best"),
@@ -84,9 +100,9 @@ def load_state(config: MonitorConfig, saved: Mapping[str, Any] | str) -> Monitor
         restore_requested=_field_bool(fields, "restore_requested"),
         tracked=_field_float(fields, "tracked"),
         smoothed=_field_float(fields, "smoothed"),
-        rule=fields.get("rule"),
-        score=fields.get("score"),
-        plateau=fields.get("plateau"),
+        rule=fields["rule"],
+        score=fields["score"],
+        plateau=fields["plateau"],
         lr=_field_float(fields, "lr"),
         kept_by=_field_float(fields, "kept_by"),
     )
@@ -116,6 +132,83 @@ def _check_consistent(config: MonitorConfig, state: MonitorState) -> None:
         )
     if (state.stopped_epoch is None) != (state.stop_reason is StopReason.NOT_STOPPED):
         raise StateError("corrupt Monitor state: 'stopped_epoch' and 'stop_reason' disagree")
+    monitored = max(0, state.next_epoch - config.start_from_epoch)  # at most this many epochs counted
+    if state.wait > monitored:
+        raise StateError(
+            f"corrupt Monitor state: 'wait' ({state.wait}) exceeds the monitored epochs ({monitored}, from "
+            f"epoch {config.start_from_epoch} to {last})"
+        )
+    _check_bests(config, state)
+    _check_parts(config, state)
+
+
+def _check_bests(config: MonitorConfig, state: MonitorState) -> None:
+    """The tracked best (what patience counts from) against the kept best (what is restored).
+
+    A wrong ``tracked`` would silently change every later decision (a null one
+    makes the next epoch the best, however bad), so it is checked against what
+    a Monitor can reach.
+    """
+    split = config.smoothing > 0 or config.best_from_epoch > 0 or config.keep_best_by is not None
+    if config.check_finite:
+        for name in ("tracked", "smoothed"):
+            value = getattr(state, name)
+            if value is not None and not math.isfinite(value):
+                raise StateError(f"corrupt Monitor state: {name!r} {value!r} is not finite, but check_finite=True")
+    if state.tracked is not None and state.best is None:
+        raise StateError("corrupt Monitor state: 'tracked' is set but there is no 'best'")
+    if not split and not _same_float(state.tracked, state.best):
+        raise StateError(
+            f"corrupt Monitor state: 'tracked' ({state.tracked!r}) must equal 'best' ({state.best!r}) "
+            "without smoothing, best_from_epoch or keep_best_by"
+        )
+    if state.tracked is None and state.best_epoch is not None and state.best_epoch >= config.best_from_epoch:
+        raise StateError(
+            f"corrupt Monitor state: 'tracked' is null, but epoch {state.best_epoch} (the kept best) would have set it"
+        )
+    if config.smoothing == 0 and state.smoothed is not None:
+        raise StateError(f"corrupt Monitor state: 'smoothed' is {state.smoothed!r} without smoothing")
+    if config.smoothing > 0 and (state.smoothed is None) != (state.best_epoch is None):
+        raise StateError(
+            "corrupt Monitor state: 'smoothed' and 'best_epoch' must both be set or both be null (every epoch "
+            "smoothed is also a candidate for the kept best)"
+        )
+    if config.keep_best_by is None and state.kept_by is not None:
+        raise StateError(f"corrupt Monitor state: 'kept_by' is {state.kept_by!r} without keep_best_by")
+    worst = math.inf if config.keep_best_mode != "max" else -math.inf
+    if state.kept_by is not None and not math.isfinite(state.kept_by) and state.kept_by != worst:
+        raise StateError(
+            f"corrupt Monitor state: 'kept_by' is {state.kept_by!r}; a non-finite {config.keep_best_by} is kept "
+            f"as the worst value, {worst!r}"
+        )
+
+
+def _check_parts(config: MonitorConfig, state: MonitorState) -> None:
+    """The rule's, the score's and the plateau's sections exist exactly when the Monitor has those parts."""
+    has_rule = config.rule is not None or config.patience == "auto"
+    if not has_rule and state.rule is not None:
+        raise StateError(f"corrupt Monitor state: a rule's state {state.rule!r}, but this Monitor has no rule")
+    if isinstance(config.monitor, str) and state.score is not None:
+        raise StateError(f"corrupt Monitor state: a weighted score's state {state.score!r} for one metric")
+    if config.plateau is None:
+        if state.plateau is not None or state.lr is not None:
+            raise StateError(
+                "corrupt Monitor state: a learning rate or plateau state, but this Monitor has no plateau "
+                "(a learning rate would be applied to the optimizer)"
+            )
+        return
+    if state.plateau is None:
+        raise StateError("corrupt Monitor state: the plateau's state is missing")
+    if state.lr is None and state.next_epoch > 0:
+        raise StateError(f"corrupt Monitor state: 'lr' is null after {state.next_epoch} epoch(s) with a plateau")
+    if state.lr is not None and not 0.0 < state.lr < math.inf:
+        raise StateError(f"corrupt Monitor state: 'lr' must be a finite learning rate > 0, got {state.lr!r}")
+
+
+def _same_float(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a == b or (math.isnan(a) and math.isnan(b))
 
 
 def _field_float(fields: Mapping[str, Any], name: str) -> float | None:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from earlystop_core._json import float_from_json, float_to_json
+from earlystop_core._json import float_to_json, floats_from_json
 from earlystop_core._validate import check_bool, check_int
 from earlystop_core.errors import StateError
 from earlystop_core.rules import Rule
@@ -73,9 +73,11 @@ class Stalled(Rule):
     def state(self) -> Any:
         return {"recent": [float_to_json(v) for v in self._recent]}
 
+    def remembered(self) -> list[float]:
+        return list(self._recent)
+
     def load(self, state: Any) -> None:
         recent = state.get("recent") if isinstance(state, Mapping) and set(state) == {"recent"} else None
         if not isinstance(recent, list) or len(recent) > 2 * self.window:
             raise StateError(f"corrupt Monitor state: {self!r} needs 'recent', a list of <= {2 * self.window} values")
-        values = [float_from_json(v, f"{self!r} recent") for v in recent]
-        self._recent = [v for v in values if v is not None]
+        self._recent = floats_from_json(recent, f"{self!r} recent")
