@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from ._checks import checked_lr
+
 Tensors = dict[tuple[int, str], torch.Tensor]
 
 
@@ -56,6 +58,32 @@ def join(tensors: Mapping[tuple[int, str], torch.Tensor], others: Mapping[int, M
     return state
 
 
+def checked_state(optimizer: torch.optim.Optimizer, state: Any) -> dict[int, dict[str, Any]]:
+    """``state`` if it can be this optimizer's per-parameter state (``{param_index: {name: value}}``), else an error.
+
+    Raises:
+        ValueError: It is not such a mapping, or names a parameter the optimizer does not have.
+
+    Examples:
+        >>> optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+        >>> checked_state(optimizer, {5: {"momentum_buffer": torch.zeros(1)}})
+        Traceback (most recent call last):
+        ...
+        ValueError: the saved optimizer state names parameter 5; this optimizer has 2 (0 to 1)
+    """
+    if not isinstance(state, Mapping):
+        raise ValueError(f"the saved optimizer state must be a mapping, got {type(state).__name__}")
+    count = sum(len(group["params"]) for group in optimizer.param_groups)
+    for index, entry in state.items():
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+            raise ValueError(
+                f"the saved optimizer state names parameter {index!r}; this optimizer has {count} (0 to {count - 1})"
+            )
+        if not isinstance(entry, Mapping) or not all(isinstance(name, str) for name in entry):
+            raise ValueError(f"the saved optimizer state of parameter {index} must map names to values")
+    return {index: dict(entry) for index, entry in state.items()}
+
+
 def load(optimizer: torch.optim.Optimizer, state: dict[int, Any]) -> None:
     """Load per-parameter ``state`` into the optimizer, keeping its current hyperparameters."""
     optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
@@ -64,13 +92,21 @@ def load(optimizer: torch.optim.Optimizer, state: dict[int, Any]) -> None:
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set the learning rate: groups at the first group's rate get ``lr``, the others are scaled alike.
 
+    Raises:
+        ValueError: ``lr`` is not finite and > 0 (nothing is changed).
+
     Examples:
         >>> model = torch.nn.Linear(2, 1)
         >>> optimizer = torch.optim.SGD([{"params": [model.weight]}, {"params": [model.bias], "lr": 0.2}], lr=0.1)
         >>> set_lr(optimizer, 0.05)
         >>> [group["lr"] for group in optimizer.param_groups]
         [0.05, 0.1]
+        >>> set_lr(optimizer, float("nan"))
+        Traceback (most recent call last):
+        ...
+        ValueError: the Monitor asked for the learning rate nan, which is not finite and > 0: not applied, ...
     """
+    lr = checked_lr(lr)
     base = float(optimizer.param_groups[0]["lr"])
     if lr == base:
         return

@@ -7,13 +7,18 @@ restores weights at the end of training. It works on any Keras 3 backend.
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
+import numpy as np
 
-from earlystop_core import Monitor, infer_mode
+from earlystop_core import Monitor, StateError, infer_mode
+
+from ._checks import check_resumed_lr
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +97,16 @@ class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self._monitor is None:
             self._monitor = Monitor(**{**self._arguments, "mode": self._mode_from_model()})
+        resume = self._resume_from
+        if resume is not None:  # a state loaded for this fit: checked again (the model may be new), then applied
+            _check_monitor_state(self._monitor, resume["monitor"])
+            _check_weights(resume["best_weights"], self.model.get_weights())
         self._monitor.reset()
         self.best_weights = None
         self._stop_asked_restore = False
-        if self._resume_from is not None:  # a state loaded for this fit: applied after the reset
-            self._monitor.load_state_dict(self._resume_from["monitor"])
-            self.best_weights = self._resume_from["best_weights"]
+        if resume is not None:
+            self._monitor.load_state_dict(resume["monitor"])
+            self.best_weights = resume["best_weights"]
             self._resume_from = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -137,10 +146,30 @@ class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
         return {"monitor": self.monitor.state_dict(), "best_weights": self.best_weights}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from :meth:`state_dict` in the next ``fit`` (applied right after its reset)."""
-        if not isinstance(state, dict) or set(state) != {"monitor", "best_weights"}:
-            raise ValueError("a saved EarlyStoppingCallback state is the dict from state_dict()")
-        self._resume_from = state
+        """Continue from :meth:`state_dict` in the next ``fit`` (applied right after its reset).
+
+        The state is checked now: the monitor's part against this callback's
+        Monitor (loaded into a copy of it), the best weights against the
+        model's (their number, shapes and dtypes) when the callback has a
+        model. What cannot be checked yet (a Monitor built when training
+        begins, a model not set) is checked when ``fit`` begins, before
+        anything changes.
+
+        Raises:
+            StateError: The state is not this callback's, or does not fit its Monitor or model.
+        """
+        if not isinstance(state, Mapping) or set(state) != {"monitor", "best_weights"}:
+            raise StateError("a saved EarlyStoppingCallback state is the dict from state_dict()")
+        best = state["best_weights"]
+        if best is not None and (
+            not isinstance(best, (list, tuple)) or not all(isinstance(w, np.ndarray) for w in best)
+        ):
+            raise StateError(f"'best_weights' must be None or a list of numpy arrays, got {type(best).__name__}")
+        if self._monitor is not None:
+            _check_monitor_state(self._monitor, state["monitor"])
+        if self.model is not None:
+            _check_weights(best, self.model.get_weights())
+        self._resume_from = {"monitor": state["monitor"], "best_weights": None if best is None else list(best)}
 
     # Keras's attribute names, for code that reads them (0 before any, as in Keras).
     @property
@@ -172,6 +201,27 @@ class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 return "max" if metric._direction == "up" else "min"
         Monitor(**self._arguments)  # raises the Monitor's own message, naming both fixes
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check_monitor_state(monitor: Monitor, state: Any) -> None:
+    """Raise ``StateError`` unless ``state`` loads into ``monitor`` (tried on a copy: ``monitor`` is untouched)."""
+    trial = copy.deepcopy(monitor)
+    trial.load_state_dict(state)
+    check_resumed_lr(trial)
+
+
+def _check_weights(best: Sequence[Any] | None, live: list[Any]) -> None:
+    """Raise ``StateError`` unless ``best`` is None or has the number, shapes and dtypes of the ``live`` weights."""
+    if best is None:
+        return
+    if len(best) != len(live):
+        raise StateError(f"the saved best weights are {len(best)} arrays; this model has {len(live)}")
+    for index, (saved, own) in enumerate(zip(best, live, strict=True)):
+        if saved.shape != own.shape or saved.dtype != own.dtype:
+            raise StateError(
+                f"the saved best weights do not fit this model: array {index} is {saved.dtype} of shape "
+                f"{saved.shape} there, {own.dtype} of shape {own.shape} here"
+            )
 
 
 def _nameable(monitor: Any) -> bool:

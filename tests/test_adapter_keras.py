@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip("keras")
 
-from earlystop_core import Monitor, ReduceLROnPlateau, StopReason  # noqa: E402
+from earlystop_core import Monitor, ReduceLROnPlateau, StateError, StopReason  # noqa: E402
 from earlystop_core.adapters.keras import EarlyStoppingCallback  # noqa: E402
 
 EPOCHS = 25
@@ -221,3 +221,36 @@ def test_plateau_learning_rate_is_logged_in_the_history() -> None:
     x, y, xv, yv = data()
     history = model.fit(x, y, validation_data=(xv, yv), epochs=3, callbacks=[EarlyStoppingCallback(monitor)], verbose=0)
     assert history.history["learning_rate"][0] == pytest.approx(0.01)
+
+
+# -- a resumed state is checked when it is loaded (issue 11) -------------------
+
+
+def test_a_state_that_does_not_fit_is_refused_at_load_not_at_the_next_fit() -> None:
+    first = EarlyStoppingCallback(patience=2, restore_best_weights=True)
+    fit(first, epochs=3)
+    good = first.state_dict()
+    second = EarlyStoppingCallback(patience=2, restore_best_weights=True)
+    with pytest.raises(StateError):
+        second.load_state_dict({**good, "monitor": {**good["monitor"], "config": {"patience": 7}}})
+    with pytest.raises(StateError, match="learning rate"):  # no plateau: a rate could only be corrupt
+        second.load_state_dict(
+            {**good, "monitor": {**good["monitor"], "state": {**good["monitor"]["state"], "lr": "nan"}}}
+        )
+    with pytest.raises(StateError, match="'best_weights' must be None or a list of numpy arrays"):
+        second.load_state_dict({**good, "best_weights": "weights.h5"})
+    with pytest.raises(
+        StateError, match=r"array 0 is float32 of shape \(4, 32\) there, float32 of shape \(8, 32\) here"
+    ):
+        first.load_state_dict({**good, "best_weights": [np.zeros((4, 32), "float32"), *good["best_weights"][1:]]})
+    assert first.state_dict()["monitor"] == good["monitor"] and first._resume_from is None  # nothing changed
+
+
+def test_best_weights_for_another_model_are_refused_when_fit_begins_before_anything_changes() -> None:
+    callback = EarlyStoppingCallback(patience=2, restore_best_weights=True)  # no model yet: checked at fit
+    first = EarlyStoppingCallback(patience=2, restore_best_weights=True)
+    fit(first, epochs=3)
+    state = first.state_dict()
+    callback.load_state_dict({**state, "best_weights": [w[:1] for w in state["best_weights"]]})
+    with pytest.raises(StateError, match="do not fit this model: array 0"):
+        fit(callback, epochs=2)

@@ -157,7 +157,7 @@ def test_a_channels_last_weight_keeps_its_strides_and_values() -> None:
     stopper = EarlyStopper(model, patience=1, restore_best_weights=True)
     stopper.step({"val_loss": 1.0})
     best = clone_state(model.state_dict())
-    view = stopper._store.tensors()["weight"]
+    view = stopper._store.tensors()["model"]["weight"]
     assert view.stride() == model.weight.stride()
     with torch.no_grad():
         model.weight.mul_(2.0)
@@ -172,8 +172,10 @@ def test_disk_snapshot_loads_with_weights_only_and_leaves_no_temporary_file(tmp_
     fresh = make_model()
     with torch.no_grad():
         fresh[0].weight.zero_()
-    fresh.load_state_dict(torch.load(tmp_path / "best.pt", weights_only=True))
+    fresh.load_state_dict(torch.load(tmp_path / "best.pt", weights_only=True)["model"])
     assert_same(fresh.state_dict(), model.state_dict())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "best.pt.lock"]
+    stopper.close()  # releases the lock; the snapshot stays
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
 
 
@@ -191,7 +193,7 @@ def test_a_failed_disk_write_keeps_the_previous_snapshot_whole(tmp_path: Path, m
     with pytest.raises(OSError, match="disk full"):
         stopper.step({"val_loss": 0.5})
     assert (tmp_path / "best.pt").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "best.pt.lock"]
 
 
 def test_disk_path_is_per_rank_and_in_an_existing_directory(tmp_path: Path) -> None:
@@ -209,13 +211,13 @@ def test_no_allocation_after_the_first_snapshot() -> None:
         model, optimizer=optimizer, snapshot_optimizer=True, patience=10**6, restore_best_weights=True
     )
     stopper.step({"val_loss": 1000.0})
-    stores = [stopper._store, stopper._optimizer_store]
-    buffers = [[(id(b), b.data_ptr()) for b in store.buffers] for store in stores]  # type: ignore[union-attr]
+    store = stopper._store  # the weights and the optimizer's state, in the same buffers
+    buffers = [(id(b), b.data_ptr()) for b in store.buffers]  # type: ignore[union-attr]
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as idle:
         for step in range(100):
             assert stopper.step({"val_loss": 999.0 - step}).improved
     assert [e.name for e in idle.events() if e.cpu_memory_usage > 0] == []
-    assert [[(id(b), b.data_ptr()) for b in store.buffers] for store in stores] == buffers  # type: ignore[union-attr]
+    assert [(id(b), b.data_ptr()) for b in store.buffers] == buffers  # type: ignore[union-attr]
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as control:  # the check sees allocations
         import copy
 
