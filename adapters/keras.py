@@ -18,7 +18,7 @@ import numpy as np
 
 from earlystop_core import Monitor, StateError, infer_mode
 
-from ._checks import check_resumed_lr
+from ._checks import check_resumed_lr, checked_lr
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +116,23 @@ class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if monitor.plateau is not None:
             lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             logs["learning_rate"] = lr  # as Keras's ReduceLROnPlateau logs it, for the History
+        # All or nothing: if the weights cannot be copied (out of memory) or the rate set, the Monitor
+        # goes back to before this epoch, so it never names a best epoch whose weights were not kept.
+        undo = monitor.state_dict() if monitor.restore_best_weights or monitor.plateau is not None else None
         decision = monitor.update(logs, epoch=epoch, lr=lr)
+        try:
+            best = self.model.get_weights() if decision.improved and monitor.restore_best_weights else None
+            if decision.lr is not None and decision.lr != lr:
+                self.model.optimizer.learning_rate = checked_lr(decision.lr)
+                self._say(f"Epoch {epoch + 1}: learning rate set to {decision.lr:g}.")
+        except BaseException:
+            if undo is not None:
+                monitor.load_state_dict(undo)
+            raise
+        if best is not None:
+            self.best_weights = best
         if decision.value is None and not decision.should_stop:
             warnings.warn(f"{decision.monitor} is not in the logs; available: {', '.join(logs)}", stacklevel=2)
-        if decision.improved and monitor.restore_best_weights:
-            self.best_weights = self.model.get_weights()
-        if decision.lr is not None and decision.lr != lr:
-            self.model.optimizer.learning_rate = decision.lr
-            self._say(f"Epoch {epoch + 1}: learning rate set to {decision.lr:g}.")
         if decision.should_stop:
             self.model.stop_training = True
             self._stop_asked_restore = decision.restore

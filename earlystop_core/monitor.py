@@ -347,9 +347,16 @@ class Monitor:
         Returns:
             The :class:`Decision` for this epoch.
 
+        An update that raises changes nothing: every input is checked before
+        the Monitor, its rule, its score or its plateau change.
+
         Raises:
-            MissingMetricError: The metric is absent and ``on_missing="raise"``.
-            TypeError: ``logs`` is not a mapping, or the value is not a number.
+            MissingMetricError: A metric the Monitor reads is absent (``key not
+                in logs``) and ``on_missing="raise"``.
+            TypeError: ``logs`` is not a mapping, or a value is not a real number.
+            ValueError: ``epoch`` is negative or does not come after the last
+                epoch seen, or ``lr`` is given without a plateau (or, with
+                one, is not a finite number > 0).
 
         Examples:
             >>> m = Monitor(monitor="val_accuracy", patience=1)

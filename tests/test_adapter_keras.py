@@ -254,3 +254,43 @@ def test_best_weights_for_another_model_are_refused_when_fit_begins_before_anyth
     callback.load_state_dict({**state, "best_weights": [w[:1] for w in state["best_weights"]]})
     with pytest.raises(StateError, match="do not fit this model: array 0"):
         fit(callback, epochs=2)
+
+
+def test_weights_that_cannot_be_copied_leave_the_monitor_on_the_epoch_it_kept() -> None:
+    """Out of memory while copying a new best: the Monitor goes back to before that epoch (issue 11, finding 4)."""
+    failed: list[int] = []
+    current = [0]
+
+    class OutOfMemoryAfterTheFirstEpoch(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            current[0] = epoch
+            if epoch == 1:
+
+                def get_weights() -> list[np.ndarray]:
+                    failed.append(current[0])
+                    raise MemoryError("injected: cannot copy the weights")
+
+                object.__setattr__(self.model, "get_weights", get_weights)
+
+    callback = EarlyStoppingCallback(monitor="val_loss", patience=100, restore_best_weights=True)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.05), loss="mse")
+    x, y, xv, yv = data(0)
+    with pytest.raises(MemoryError, match="injected"):
+        model.fit(
+            x,
+            y,
+            validation_data=(xv, yv),
+            epochs=EPOCHS,
+            batch_size=8,
+            callbacks=[OutOfMemoryAfterTheFirstEpoch(), callback],
+            verbose=0,
+        )
+    assert failed, "no epoch after the first improved: the fault was never injected"
+    monitor = callback.monitor
+    assert callback.best_weights is not None
+    assert monitor.best_epoch == 0  # the only epoch whose weights were copied
+    assert monitor.epoch == failed[0]  # the epoch that could not be kept is undone: it is the next one again
+    state = callback.state_dict()  # and a checkpoint taken now is consistent
+    assert state["monitor"]["state"]["best_epoch"] == 0
