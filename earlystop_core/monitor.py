@@ -389,10 +389,15 @@ class Monitor:
                     raise
                 return self._missing(logs, epoch)
         else:
-            # get(), not [], and `in` for other mappings: a defaultdict's made-up 0.0 is not a metric.
-            raw = logs.get(key, _ABSENT) if type(logs) is dict else _read_other(logs, key)
-            if raw is _ABSENT:
-                return self._missing(logs, epoch)
+            if type(logs) is dict:  # a plain dict makes up no value for a missing key
+                try:
+                    raw = logs[key]
+                except KeyError:
+                    return self._missing(logs, epoch)
+            else:  # `in` first: a defaultdict's or Counter's made-up 0.0 is not a metric
+                raw = _read_other(logs, key)
+                if raw is _ABSENT:
+                    return self._missing(logs, epoch)
             x = raw if type(raw) is float else coerce_metric(key, raw)
         s = x * self._sign
         if self._checks_inputs:
@@ -610,7 +615,7 @@ class Monitor:
         """The signed ``keep_best_by`` value of these logs; a non-finite one is the worst possible."""
         name = self._keep_key
         assert name is not None
-        raw = lookup(logs, name)
+        raw = logs.get(name, _ABSENT) if type(logs) is dict else lookup(logs, name)
         if raw is _ABSENT:
             raise missing_keep_metric(name, logs.keys(), self._name)
         k = (raw if type(raw) is float else coerce_metric(name, raw)) * self._keep_sign

@@ -119,7 +119,8 @@ class ReduceLROnPlateau:
             [0.1, 0.1, 0.1, 0.05]
         """
         lr = _check_lr(lr)
-        raw = lookup(logs, self.monitor)  # `in` first: a defaultdict's made-up 0.0 is not a metric
+        # A plain dict makes up no value; for other mappings `in` comes first (a defaultdict's 0.0 is no metric).
+        raw = logs.get(self.monitor, ABSENT) if type(logs) is dict else lookup(logs, self.monitor)
         if raw is ABSENT:
             if self.on_missing == "raise":
                 raise MissingMetricError(self.monitor, logs.keys())
