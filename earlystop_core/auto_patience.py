@@ -123,5 +123,14 @@ class AutoPatience(Rule):
             raise StateError(f"corrupt Monitor state: auto patience must be an int >= 1, got {patience!r}")
         if not isinstance(seen, list) or len(seen) > self.probe:
             raise StateError(f"corrupt Monitor state: auto patience probe must be a list of <= {self.probe} values")
+        values = floats_from_json(seen, "auto patience probe")
+        # Patience is a function of the probe: the guide's until it is full, then refined by its volatility.
+        noise = volatility(values) if len(values) == self.probe else None
+        expected = suggest_patience(self.max_epochs, self.n_samples, noise)
+        if patience != expected:
+            raise StateError(
+                f"corrupt Monitor state: auto patience is {patience!r}, but its probe of {len(values)} value(s) "
+                f"gives {expected}"
+            )
         self.patience = patience
-        self._seen = floats_from_json(seen, "auto patience probe")
+        self._seen = values

@@ -441,7 +441,7 @@ class LearnedPolicy(Rule):
         Raises:
             PolicyError: The file is not a valid saved policy (the message names the file).
         """
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not JSON
         try:
             return cls.from_json(text, max_epochs=max_epochs)
         except PolicyError as error:

@@ -177,7 +177,7 @@ def read_runs_meta(path: str | Path) -> dict[str, dict[str, str]]:
         >>> read_runs_meta(path)["1"]
         {'run': '1', 'problem': 'b', 'epochs': '200'}
     """
-    with open(path, encoding="utf-8", newline="") as stream:
+    with open(path, encoding="utf-8-sig", newline="") as stream:
         reader = csv.DictReader(stream)
         if reader.fieldnames is None or "run" not in reader.fieldnames:
             raise ValueError(f"{path}: expected a header with a 'run' column, got {reader.fieldnames!r}")

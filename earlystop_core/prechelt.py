@@ -107,8 +107,11 @@ class UP(Rule):
 
     def load(self, state: Any) -> None:
         fields = _fields(self, state, ("previous", "ups"))
-        self._previous = float_from_json(fields["previous"], f"{self!r} previous")
-        self._ups = _count(self, fields["ups"])
+        previous = float_from_json(fields["previous"], f"{self!r} previous")
+        ups = _count(self, fields["ups"])
+        if previous is None and ups:
+            raise StateError(f"corrupt Monitor state: {self!r} counts {ups} worse strip(s) but remembers none")
+        self._previous, self._ups = previous, ups
 
 
 class PQ(Rule):

@@ -189,6 +189,8 @@ class _Composite(Rule):
         if not isinstance(state, list) or len(state) != len(self.rules):
             raise StateError(f"corrupt Monitor state: {self!r} needs a list of {len(self.rules)} states, got {state!r}")
         for rule, part in zip(self.rules, state, strict=True):
+            copy.deepcopy(rule).load(part)  # every part checked before any is loaded: a refused load changes nothing
+        for rule, part in zip(self.rules, state, strict=True):
             rule.load(part)
 
     def remembered(self) -> list[float]:

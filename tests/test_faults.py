@@ -265,6 +265,27 @@ def test_an_int_too_large_for_a_float_is_a_state_error() -> None:
         Monitor(patience=5).load_state_dict(state)
 
 
+def test_a_composite_rule_refusing_its_second_part_loads_not_its_first() -> None:
+    rule = UP(strips=1, strip=1) | Stalled(2)
+    for value in [0.5, 0.6]:
+        rule.check(0, value, 0.5, 0, False, {})
+    before = rule.state()
+    with pytest.raises(StateError):
+        rule.load([{"previous": 0.9, "ups": 3}, {"recent": "not a list"}])
+    assert rule.state() == before
+
+
+def test_auto_patience_must_be_what_its_probe_gives() -> None:
+    def build() -> Monitor:
+        return Monitor(patience="auto", max_epochs=100)
+
+    state = _saved(build(), [0.5, 0.4, 0.45, 0.3])
+    del state["checksum"]
+    state["state"]["rule"]["patience"] = 1000
+    with pytest.raises(StateError, match="probe"):
+        build().load_state_dict(state)
+
+
 # -- 8. mappings with defaults -------------------------------------------------------------
 
 
@@ -571,3 +592,15 @@ def _reachable_anyway(state: dict[str, Any], path: tuple[Any, ...], label: str) 
     if path == ("tracked",) and label == "null" and state["config"]["best_from_epoch"] > 0:
         return True  # nothing tracked yet: every epoch seen was a warm-up epoch
     return label in NON_FINITE and bool(OTHER_METRICS & set(map(str, path)))
+
+
+def test_a_bom_is_read_in_runs_csv_and_a_policy_file(tmp_path: Path) -> None:
+    from earlystop_core.policy_fit import read_runs_meta
+
+    runs = tmp_path / "runs.csv"
+    runs.write_bytes(b"\xef\xbb\xbfrun,problem\n0,a\n")
+    assert read_runs_meta(runs)["0"]["problem"] == "a"
+    policy = tmp_path / "policy.json"
+    recommended_policy().save(policy)
+    policy.write_bytes(b"\xef\xbb\xbf" + policy.read_bytes())
+    assert LearnedPolicy.load(policy) == recommended_policy()
