@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import csv
 import errno
-import gzip
 import io
 import json
 import math
 import os
 import stat
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -514,16 +514,44 @@ def _read_text(path: Path) -> str:
     with open(path, "rb") as stream:
         data = stream.read()
     if path.suffix == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as error:
-            raise FormatError(path, None, None, f"not a readable gzip file ({error})") from None
+        data = _gunzip(path, data)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
         raise FormatError(path, line, column, "not UTF-8 text") from None
+
+
+#: A gzipped log may decompress to this many times its size (text logs compress 3-10x), or to 64 MB.
+GZIP_MAX_RATIO, GZIP_FLOOR = 100, 64 * 2**20
+
+
+def _gunzip(path: Path, data: bytes) -> bytes:
+    """``data`` decompressed, refusing a gzip bomb before it fills memory (as absurd epochs are refused)."""
+    limit = max(GZIP_FLOOR, GZIP_MAX_RATIO * len(data))
+    parts: list[bytes] = []
+    size = 0
+    rest = data
+    try:
+        while rest:  # a file appended to in gzip's "a" mode holds several members
+            member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            parts.append(member.decompress(rest, limit + 1 - size))
+            size += len(parts[-1])
+            if size > limit:
+                raise FormatError(
+                    path,
+                    None,
+                    None,
+                    f"decompresses to more than {limit:,} bytes ({GZIP_MAX_RATIO}x its size or 64 MB): a damaged or "
+                    "malicious file? Decompress it yourself (gunzip) if it really is a log that large",
+                )
+            if not member.eof:
+                raise EOFError("the compressed stream ends before its end marker")
+            rest = member.unused_data.lstrip(b"\0")  # gzip pads members with zeros
+    except (zlib.error, EOFError) as error:
+        raise FormatError(path, None, None, f"not a readable gzip file ({error})") from None
+    return b"".join(parts)
 
 
 def _header(path: Path, reader: Any) -> list[str]:

@@ -21,6 +21,7 @@ import socket
 import threading
 import tracemalloc
 import warnings
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -249,3 +250,26 @@ def test_reading_a_fifo_or_a_dangling_link_itself_is_a_clear_error(tmp_path: Pat
     dangling.symlink_to(tmp_path / "missing.csv")
     with raises_at(f"{dangling}: ", "dangling symbolic link"):
         within_deadline(lambda: read(dangling))
+
+
+def test_a_gzip_bomb_is_refused_before_it_fills_memory(tmp_path: Path) -> None:
+    """200 MB of newlines in 200 kB: refused once 64 MB are out, not read whole (like an absurd epoch)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = b"\n" * 2**20
+    body = b"".join(packer.compress(chunk) for _ in range(200)) + packer.flush()
+    path = tmp_path / "log.jsonl.gz"
+    path.write_bytes(body)
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError, match="decompresses to more than"):
+            load_any(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 150 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_a_gzip_file_of_several_members_is_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv.gz"
+    path.write_bytes(gzip.compress(b"epoch,val_loss\n0,0.5\n") + gzip.compress(b"1,0.4\n"))
+    assert load_any(path) == {"log": {"val_loss": [0.5, 0.4]}}
