@@ -483,6 +483,11 @@ def make_store(kind: str, path: str | os.PathLike[str] | None, rank: int, world:
     file = Path(text.replace("{rank}", str(rank)))
     if not file.parent.is_dir():
         raise ValueError(f"'path' must be in an existing directory, got {text!r}")
+    if file.is_dir():  # found now, not at the first improvement
+        example = os.path.join(text, "best.pt")
+        raise ValueError(f"'path' must be a file for the best weights, got the folder {text!r}; e.g. {example!r}")
+    if file.exists() and not file.is_file():
+        raise ValueError(f"'path' must be a regular file to keep the best weights in, got {text!r}")
     return DiskSnapshot(file, run)
 
 

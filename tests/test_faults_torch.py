@@ -357,6 +357,12 @@ def test_an_unwritable_snapshot_folder_is_refused_when_the_stopper_is_built(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_path_that_is_a_folder_is_refused_when_the_stopper_is_built(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"must be a file.*best\.pt"):
+        EarlyStopper(torch.nn.Linear(2, 1), restore_best_weights=True, snapshot="disk", path=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def refuses_files(folder: str) -> bool:
     """Whether even this process (root, in CI) cannot create a file in ``folder``."""
     try:
