@@ -142,6 +142,9 @@ def open_envelope(
         raise StateError(
             f"saved {kind} state has version {saved.get('version')!r}; this earlystop_core reads {version}"
         )
+    unknown = sorted(map(str, set(saved) - {"format", "version", "config", "state", "checksum"}))
+    if unknown:  # nothing is silently ignored
+        raise StateError(f"saved {kind} state has unknown section(s) {', '.join(map(repr, unknown))}")
     _check_same_config(kind, saved.get("config"), config)
     state = saved.get("state")
     if not isinstance(state, Mapping):

@@ -248,6 +248,13 @@ def test_unknown_fields_are_refused() -> None:
         Monitor(patience=5).load_state_dict(state)
 
 
+def test_unknown_sections_are_refused() -> None:
+    state = _saved(Monitor(patience=5), [0.5])
+    state["notes"] = "resumed by hand"
+    with pytest.raises(StateError, match="unknown section"):
+        Monitor(patience=5).load_state_dict(state)
+
+
 def test_infinite_score_scales_are_refused() -> None:
     def build() -> Monitor:
         return Monitor({KEY: 1.0, TRAIN: 1.0}, normalize="initial")
