@@ -30,7 +30,7 @@ from earlystop_core.config import MonitorConfig
 from earlystop_core.decision import Decision, StopReason
 from earlystop_core.errors import MissingMetricError, StateError, missing_keep_metric
 from earlystop_core.plateau import ReduceLROnPlateau
-from earlystop_core.rules import Rule, own_copy
+from earlystop_core.rules import AllOf, AnyOf, Rule, own_copy
 from earlystop_core.signals import WeightedScore
 from earlystop_core.state import FORMAT as STATE_FORMAT
 from earlystop_core.state import MonitorState, dump_state, load_state
@@ -171,6 +171,7 @@ class Monitor:
         "_divergence",
         "_ema",
         "_goal",
+        "_guard_rule",
         "_hold",
         "_keep_key",
         "_keep_sign",
@@ -300,6 +301,9 @@ class Monitor:
                 f"minimise; {config.name!r} is maximised. Use log=False"
             )
         self._plateau = None if config.plateau is None else copy.deepcopy(config.plateau)
+        # The built-in rules cannot raise once their inputs are checked; a rule of the user's own might,
+        # so for it each update keeps what it changes, to put back (through the rule's state()/load()).
+        self._guard_rule = self._rule is not None and not _built_in(self._rule)
         # Fixed patience runs inline (no rule object) when nothing else needs the slow path.
         self._patience = config.patience if isinstance(config.patience, int) else 0
         self.reset()
@@ -403,6 +407,7 @@ class Monitor:
         if self._checks_inputs:
             self._check_rule_inputs(logs, s)
         k = 0.0 if self._keep_key is None else self._keep_value(logs)
+        undo = self._undo_record() if self._guard_rule else None  # a rule of the user's own may raise
         self._next_epoch = epoch + 1  # only now: an update that raises changes nothing
         self._restore_requested = False
         if key is None:
@@ -454,7 +459,11 @@ class Monitor:
                 ):
                     return self._stop(epoch, x, _PATIENCE, improved, self._patience)
             elif (
-                rule.check(epoch, tracked, self._tracked, self._wait, adopted, logs)
+                (
+                    rule.check(epoch, tracked, self._tracked, self._wait, adopted, logs)
+                    if undo is None
+                    else self._check_guarded(rule, (epoch, tracked, self._tracked, self._wait, adopted, logs), undo)
+                )
                 and not (reached or self._hold)
                 and self._tracked is not None  # as for patience: no stop before a best exists
             ):
@@ -582,6 +591,25 @@ class Monitor:
             self._check_rule_inputs(logs, x * self._sign)
         if self._keep_key is not None:
             self._keep_value(logs)
+
+    def _undo_record(self) -> tuple[Any, ...]:
+        """What an update changes, for :meth:`_check_guarded` to put back if a rule raises."""
+        score = None if self._score is None else self._score.state()
+        rule = None if self._rule is None else self._rule.state()
+        fields = (self._next_epoch, self._restore_requested, self._ema, self._wait, self._tracked, self._best)
+        return (*fields, self._best_signed, self._best_epoch, self._kept_by, score, rule)
+
+    def _check_guarded(self, rule: Rule, arguments: tuple[Any, ...], undo: tuple[Any, ...]) -> bool:
+        """``rule.check(*arguments)``; if it raises, the Monitor, its score and the rule are put back first."""
+        try:
+            return rule.check(*arguments)
+        except BaseException:
+            (self._next_epoch, self._restore_requested, self._ema, self._wait, self._tracked, self._best) = undo[:6]
+            self._best_signed, self._best_epoch, self._kept_by, score, saved = undo[6:]
+            if self._score is not None:
+                self._score.load(score)
+            rule.load(saved)  # what its own state() said before this epoch
+            raise
 
     def _check_epoch(self, epoch: Any) -> int:
         """``epoch`` as an int, if it is one and comes after every epoch seen; else the error that says why."""
@@ -874,6 +902,13 @@ def _load_part(part: Rule | WeightedScore | ReduceLROnPlateau, saved: Any) -> No
         part.load_state_dict(saved)
     else:
         part.load(saved)
+
+
+def _built_in(rule: Rule) -> bool:
+    parts = rule.rules if isinstance(rule, (AnyOf, AllOf)) else ()
+    if parts:
+        return type(rule) in (AnyOf, AllOf) and all(_built_in(part) for part in parts)
+    return type(rule).__module__.startswith("earlystop_core.")
 
 
 def _check_finite_memory(rule: Rule) -> None:

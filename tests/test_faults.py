@@ -611,3 +611,45 @@ def test_a_bom_is_read_in_runs_csv_and_a_policy_file(tmp_path: Path) -> None:
     recommended_policy().save(policy)
     policy.write_bytes(b"\xef\xbb\xbf" + policy.read_bytes())
     assert LearnedPolicy.load(policy) == recommended_policy()
+
+
+class _Flaky(Patience):
+    """A rule of the user's own that counts epochs in its memory, and raises on a chosen one."""
+
+    def __init__(self, patience: int, fail_at: int) -> None:
+        super().__init__(patience)
+        self.fail_at = fail_at
+        self.seen = 0
+
+    def reset(self) -> None:
+        self.seen = 0
+
+    def check(self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Any) -> bool:
+        self.seen += 1
+        if epoch == self.fail_at:
+            raise RuntimeError("injected: the rule failed")
+        return super().check(epoch, value, best, wait, improved, logs)
+
+    def state(self) -> Any:
+        return {"seen": self.seen}
+
+    def load(self, state: Any) -> None:
+        self.seen = state["seen"]
+
+    def spec(self) -> dict[str, Any]:
+        return {"rule": "Flaky", "patience": self.patience, "fail_at": self.fail_at}
+
+
+@pytest.mark.parametrize(
+    "build", [lambda r: Monitor(rule=r), lambda r: Monitor({KEY: 1.0, TRAIN: 1.0}, rule=r | GL(5))]
+)
+def test_a_rule_of_ones_own_that_raises_leaves_the_monitor_and_the_rule_as_they_were(
+    build: Callable[[Any], Monitor],
+) -> None:
+    monitor = build(_Flaky(2, fail_at=2))
+    for value in [1.0, 0.5]:
+        monitor.update({KEY: value, TRAIN: value})
+    before = state_of(monitor)
+    with pytest.raises(RuntimeError, match="injected"):
+        monitor.update({KEY: 0.1, TRAIN: 0.1})
+    assert state_of(monitor) == before
