@@ -25,7 +25,8 @@ from . import _distributed as dist
 from . import _optimizer as optim
 from ._checks import check_resumed_lr, checked_lr
 from ._lock import SnapshotInUseError
-from ._snapshot import SnapshotError, check_fits, cpu_copies, make_store
+from ._snapshot import SnapshotError, check_fits, cpu_copies
+from ._stores import make_store
 
 __all__ = ["EarlyStopper", "SnapshotError", "SnapshotInUseError"]
 FORMAT, VERSION = "earlystop_core.adapters.torch.EarlyStopper", 1

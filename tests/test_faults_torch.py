@@ -28,7 +28,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from earlystop_core import Decision, Monitor, ReduceLROnPlateau, StateError  # noqa: E402
-from earlystop_core.adapters import _lock, _snapshot  # noqa: E402
+from earlystop_core.adapters import _disk, _lock, _snapshot  # noqa: E402
 from earlystop_core.adapters.torch import EarlyStopper, SnapshotError, SnapshotInUseError  # noqa: E402
 
 MODES = ["device", "cpu", "disk"]
@@ -79,7 +79,7 @@ def stopper_for(mode: str, folder: Path, model: torch.nn.Module | None = None, *
 def snapshot_bytes(stopper: EarlyStopper) -> list[bytes]:
     """What the stopper keeps, byte for byte: its buffers, or its file."""
     store = stopper._store
-    if isinstance(store, _snapshot.DiskSnapshot):
+    if isinstance(store, _disk.DiskSnapshot):
         return [store.path.read_bytes()]
     store._wait()
     return [buffer.cpu().view(torch.uint8).numpy().tobytes() for buffer in store.buffers]
