@@ -410,8 +410,8 @@ class Monitor:
         undo = self._undo_record() if self._guard_rule else None  # a rule of the user's own may raise
         self._next_epoch = epoch + 1  # only now: an update that raises changes nothing
         self._restore_requested = False
-        if key is None:
-            self._score.fix_scales(logs)  # type: ignore[union-attr]
+        if key is None and self._score.normalize is not None:  # type: ignore[union-attr]
+            self._score.fix_scales(logs)  # type: ignore[union-attr]  # from the first accepted epoch
 
         if s - s != 0.0 and self._check_finite:  # NaN and +-inf: x - x is NaN
             return self._stop(epoch, x, _NON_FINITE, False, None)

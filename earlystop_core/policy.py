@@ -296,7 +296,8 @@ class LearnedPolicy(Rule):
         return {"features": self._tracker.state(), "logit": float_to_json(self._logit), "capped": self._capped}
 
     def remembered(self) -> list[float]:
-        return self._tracker.remembered()
+        logit = self._logit  # NaN until the policy first weighs an epoch; a finite sum of features after
+        return [*self._tracker.remembered(), *(() if math.isnan(logit) else (logit,))]
 
     def load_state(self, state: Any) -> None:
         """Restore memory saved by :meth:`state` (what ``policy.load(state)`` does, as every Rule's ``load``).

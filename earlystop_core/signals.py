@@ -85,6 +85,15 @@ class WeightedScore:
             MissingMetricError: A weighted metric is not in the logs.
             TypeError: A value is not a number.
         """
+        if self.normalize is None and type(logs) is dict:  # the common case, inline: a plain dict makes up nothing
+            total = 0.0
+            for name, coefficient in self._terms:
+                try:
+                    raw = logs[name]
+                except KeyError:
+                    raise MissingMetricError(name, logs.keys()) from None
+                total += coefficient * (raw if type(raw) is float else coerce_metric(name, raw))
+            return total
         values = self._values(logs)
         if self.normalize is not None:
             scales = self._scales if self._scales is not None else _scales_from(self.weights, values)
@@ -105,8 +114,9 @@ class WeightedScore:
 
     def _values(self, logs: Mapping[str, Any]) -> list[float]:
         values = []
+        plain = type(logs) is dict
         for name, _ in self._terms:
-            raw = lookup(logs, name)
+            raw = logs.get(name, ABSENT) if plain else lookup(logs, name)
             if raw is ABSENT:
                 raise MissingMetricError(name, logs.keys())
             values.append(raw if type(raw) is float else coerce_metric(name, raw))
