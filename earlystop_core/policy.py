@@ -296,8 +296,8 @@ class LearnedPolicy(Rule):
         return {"features": self._tracker.state(), "logit": float_to_json(self._logit), "capped": self._capped}
 
     def remembered(self) -> list[float]:
-        logit = self._logit  # NaN until the policy first weighs an epoch; a finite sum of features after
-        return [*self._tracker.remembered(), *(() if math.isnan(logit) else (logit,))]
+        levels = self._tracker.remembered()  # empty before the first epoch, when the logit is NaN
+        return [*levels, self._logit] if levels else []
 
     def load_state(self, state: Any) -> None:
         """Restore memory saved by :meth:`state` (what ``policy.load(state)`` does, as every Rule's ``load``).
@@ -310,6 +310,10 @@ class LearnedPolicy(Rule):
         logit = float_from_json(state["logit"], "policy logit")
         if logit is None or not isinstance(state["capped"], bool):
             raise StateError("corrupt Monitor state: a policy's 'logit' must be a number and 'capped' true or false")
+        features = state["features"]
+        fresh = isinstance(features, Mapping) and features.get("seen") == 0
+        if fresh and (not math.isnan(logit) or state["capped"]):
+            raise StateError("corrupt Monitor state: a policy that has seen no epoch has a NaN logit and is not capped")
         self._tracker.load(state["features"])  # last: it checks everything before it changes anything
         self._logit = logit
         self._capped = state["capped"]

@@ -162,6 +162,12 @@ def _check_bests(config: MonitorConfig, state: MonitorState) -> None:
             f"corrupt Monitor state: 'tracked' ({state.tracked!r}) must equal 'best' ({state.best!r}) "
             "without smoothing, best_from_epoch or keep_best_by"
         )
+    first_tracked = max(config.start_from_epoch, config.best_from_epoch)
+    if state.tracked is not None and state.next_epoch <= first_tracked:
+        raise StateError(
+            f"corrupt Monitor state: 'tracked' is set after {state.next_epoch} epoch(s), but nothing is tracked "
+            f"before epoch {first_tracked}"
+        )
     if state.tracked is None and state.best_epoch is not None and state.best_epoch >= config.best_from_epoch:
         raise StateError(
             f"corrupt Monitor state: 'tracked' is null, but epoch {state.best_epoch} (the kept best) would have set it"
@@ -188,8 +194,12 @@ def _check_parts(config: MonitorConfig, state: MonitorState) -> None:
     has_rule = config.rule is not None or config.patience == "auto"
     if not has_rule and state.rule is not None:
         raise StateError(f"corrupt Monitor state: a rule's state {state.rule!r}, but this Monitor has no rule")
-    if isinstance(config.monitor, str) and state.score is not None:
-        raise StateError(f"corrupt Monitor state: a weighted score's state {state.score!r} for one metric")
+    if (isinstance(config.monitor, str) or config.normalize is None) and state.score is not None:
+        raise StateError(f"corrupt Monitor state: normalisation scales {state.score!r}, but nothing is normalised")
+    if config.normalize is not None and state.best_epoch is not None and state.score is None:
+        raise StateError(
+            "corrupt Monitor state: no normalisation scales, but a best epoch: the first epoch read fixes them"
+        )
     if config.plateau is None:
         if state.plateau is not None or state.lr is not None:
             raise StateError(

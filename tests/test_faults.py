@@ -582,6 +582,12 @@ def test_a_damaged_state_without_checksum_is_refused_or_decides_as_the_undamaged
 
 
 NON_FINITE = {"NaN", "'nan'", "inf", "'-inf'"}
+
+
+def _numeric(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in ("nan", "inf", "-inf")
+
+
 OTHER_METRICS = {"train", "train_last", "acc_last", "plateau"}
 
 
@@ -594,6 +600,9 @@ def _reachable_anyway(state: dict[str, Any], path: tuple[Any, ...], label: str) 
         return True  # a number for a number: only its relations to other fields can be checked
     if (label == "list" and isinstance(value, list)) or (label == "deleted" and isinstance(path[-1], int)):
         return True  # a shorter memory: a rule's memory is shorter early in any run
+    numeric_damage = (label == "huge" and isinstance(value, int)) or (label == "null" and _numeric(value))
+    if path[0] == "rule" and (numeric_damage or (label in {"huge", "negative"} and value is None)):
+        return True  # a rule's count or best, larger, set or not yet set: only the rule's own relations are checked
     if path == ("kept_by",) and label in NON_FINITE:
         return True  # the keep_best_by value kept while every epoch's was non-finite (the worst)
     if path == ("tracked",) and label == "null" and state["config"]["best_from_epoch"] > 0:
