@@ -438,6 +438,8 @@ class FeatureTracker:
                 raise StateError(
                     f"corrupt Monitor state: a policy's {name!r} is {value!r} after {counts['seen']} epochs"
                 )
+        if counts["best_epoch"] < 0:  # the first epoch seen is an improvement
+            raise StateError(f"corrupt Monitor state: a policy's 'best_epoch' is {counts['best_epoch']} after epochs")
         for name in ("train_best_seen", "acc_best_seen"):
             if name not in unused and not 1 <= counts[name] <= counts["seen"]:
                 raise StateError(
