@@ -85,7 +85,7 @@ def seal(envelope: dict[str, Any]) -> dict[str, Any]:
         ...
         earlystop_core.errors.StateError: saved x state does not match its checksum: it was changed after...
     """
-    envelope["checksum"] = _digest(envelope)
+    envelope["checksum"] = digest(envelope)
     return envelope
 
 
@@ -97,7 +97,7 @@ def check_seal(saved: Mapping[str, Any] | str, kind: str) -> None:
     if "checksum" not in saved:
         return
     try:
-        matches = saved["checksum"] == _digest(saved)
+        matches = saved["checksum"] == digest(saved)
     except (TypeError, ValueError):  # a value JSON cannot hold: not what state_dict() wrote
         matches = False
     if not matches:
@@ -107,9 +107,19 @@ def check_seal(saved: Mapping[str, Any] | str, kind: str) -> None:
         )
 
 
-def _digest(envelope: Mapping[str, Any]) -> str:
-    content = {name: envelope.get(name) for name in ("format", "version", "config", "state")}
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
+def digest(content: Mapping[str, Any]) -> str:
+    """SHA-256 of ``content`` as canonical JSON, its own ``checksum`` left out.
+
+    Examples:
+        >>> digest({"a": 1, "checksum": "x"}) == digest({"a": 1})
+        True
+    """
+    text = json.dumps(
+        {name: value for name, value in content.items() if name != "checksum"},
+        sort_keys=True,
+        separators=(",", ":"),
+        allow_nan=False,
+    )
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

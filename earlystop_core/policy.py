@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from earlystop_core._files import write_atomically
-from earlystop_core._json import float_from_json, float_to_json
+from earlystop_core._json import digest, float_from_json, float_to_json
 from earlystop_core._validate import check_bool, check_int, check_real
 from earlystop_core.errors import StateError
 from earlystop_core.modes import resolve_mode
@@ -68,7 +68,7 @@ FORMAT = "earlystop_core.LearnedPolicy"
 #: The version of the saved format this module reads and writes.
 VERSION = 1
 _REQUIRED = ("features", "means", "scales", "weights", "bias", "threshold", "min_wait", "max_wait", "log")
-_OPTIONAL = ("format", "version", "families", "train_metric", "accuracy_metric", "monitor", "info")
+_OPTIONAL = ("format", "version", "families", "train_metric", "accuracy_metric", "monitor", "info", "checksum")
 
 
 class PolicyError(ValueError):
@@ -357,7 +357,7 @@ class LearnedPolicy(Rule):
             >>> LearnedPolicy.from_json(policy.to_json()) == policy
             True
         """
-        return {
+        data = {
             "format": FORMAT,
             "version": VERSION,
             "families": sorted({FEATURES[name] for name in self.features}),
@@ -365,6 +365,9 @@ class LearnedPolicy(Rule):
             "monitor": dict(self.monitor),
             "info": dict(self.info),
         }
+        # A flipped digit in a weight would change every decision silently: from_json checks this.
+        data["checksum"] = digest(data)
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | str, max_epochs: int | None = None) -> LearnedPolicy:
@@ -419,6 +422,7 @@ class LearnedPolicy(Rule):
         families = data.get("families")
         if families is not None and families != sorted({FEATURES[name] for name in policy.features}):
             raise PolicyError(f"saved policy: 'families' {families!r} do not match its features")
+        _check_checksum(data)
         return policy
 
     def save(self, path: str | Path) -> None:
@@ -487,6 +491,21 @@ def recommended_policy() -> LearnedPolicy:
     from earlystop_core.policy_default import RECOMMENDED
 
     return LearnedPolicy.from_json(RECOMMENDED)
+
+
+def _check_checksum(data: Mapping[str, Any]) -> None:
+    """Refuse a saved policy that no longer matches its checksum (one written by hand may have none)."""
+    if "checksum" not in data:
+        return
+    try:
+        matches = data["checksum"] == digest(data)
+    except (TypeError, ValueError):
+        matches = False
+    if not matches:
+        raise PolicyError(
+            "saved policy does not match its checksum: it was changed after it was saved, or damaged. "
+            "Save it again with earlystop tune --learn (if you edited it on purpose, delete its 'checksum')"
+        )
 
 
 def load_policy(policy: LearnedPolicy | str | Path, max_epochs: int | None = None) -> LearnedPolicy:

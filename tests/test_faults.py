@@ -662,3 +662,21 @@ def test_a_rule_of_ones_own_that_raises_leaves_the_monitor_and_the_rule_as_they_
     with pytest.raises(RuntimeError, match="injected"):
         monitor.update({KEY: 0.1, TRAIN: 0.1})
     assert state_of(monitor) == before
+
+
+def test_a_policy_file_with_a_changed_weight_is_refused(tmp_path: Path) -> None:
+    """A flipped digit in a saved policy's weight would change every decision without a word."""
+    from earlystop_core.policy import PolicyError
+
+    path = tmp_path / "policy.json"
+    recommended_policy().save(path)
+    data = json.loads(path.read_text())
+    data["weights"][0] = data["weights"][0] + 1e-3
+    path.write_text(json.dumps(data))
+    with pytest.raises(PolicyError, match="checksum"):
+        LearnedPolicy.load(path)
+    with pytest.raises(PolicyError, match="checksum"):
+        Monitor(policy=path)
+    del data["checksum"]  # edited on purpose: checked field by field only
+    path.write_text(json.dumps(data))
+    assert LearnedPolicy.load(path).weights[0] == data["weights"][0]
