@@ -18,7 +18,7 @@ from earlystop_core.errors import MissingMetricError, StateError
 from earlystop_core.modes import infer_mode
 from earlystop_core.monitor import Monitor
 from earlystop_core.plateau import ReduceLROnPlateau
-from earlystop_core.policy import LearnedPolicy, fit_policy, recommended_policy
+from earlystop_core.policy import LearnedPolicy, PolicyError, fit_policy, recommended_policy
 from earlystop_core.prechelt import GL, PQ, UP
 from earlystop_core.rules import AllOf, AnyOf, Patience, Rule, never
 from earlystop_core.signals import WeightedScore
@@ -28,6 +28,8 @@ from earlystop_core.trend import Stalled
 # `from earlystop_core import Monitor` stays free of numpy.
 _LAZY = {
     "Bank": "earlystop_core.vectorized",
+    "Evaluation": "earlystop_core.vectorized",
+    "FormatError": "earlystop_core.formats",
     "evaluate": "earlystop_core.vectorized",
     "load_any": "earlystop_core.formats",
 }
@@ -48,6 +50,8 @@ __all__ = [
     "Bank",
     "Decision",
     "DynamicPatience",
+    "Evaluation",
+    "FormatError",
     "GL",
     "LearnedPolicy",
     "MissingMetricError",
@@ -55,6 +59,7 @@ __all__ = [
     "MonitorConfig",
     "PQ",
     "Patience",
+    "PolicyError",
     "ReduceLROnPlateau",
     "RelativePatience",
     "Rule",

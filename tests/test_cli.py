@@ -93,12 +93,18 @@ def test_plot_writes_a_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert "run 7: stop" in out
 
 
-def test_presets_parse() -> None:
-    from earlystop_core import Monitor
+def test_presets_parse_into_the_monitors_they_name() -> None:
+    from earlystop_core import LearnedPolicy, Monitor, Patience, Stalled, recommended_policy
     from earlystop_core.strategy import parse_strategy
 
-    for spec in PRESETS.values():
-        Monitor(**parse_strategy(spec))
+    default = Monitor(**parse_strategy(PRESETS["default"]))
+    assert default.rule == recommended_policy() and isinstance(default.rule, LearnedPolicy)
+    assert default.keep_best_by == "val_accuracy"  # the policy's fitted setting fills the default
+    warmup = Monitor(**parse_strategy(PRESETS["warmup"]))
+    assert (warmup.patience, warmup.best_from_epoch, warmup.rule) == (15, 3, None)
+    combo = Monitor(**parse_strategy(PRESETS["combo"]))
+    assert combo.rule == Patience(20) | (Patience(14) & Stalled(10, log=True))
+    assert combo.best_from_epoch == 3
 
 
 def test_the_installed_command_runs() -> None:
