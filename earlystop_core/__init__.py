@@ -14,7 +14,7 @@ from earlystop_core.adaptive import DynamicPatience, RelativePatience
 from earlystop_core.auto_patience import AutoPatience, suggest_patience
 from earlystop_core.config import MonitorConfig
 from earlystop_core.decision import Decision, StopReason
-from earlystop_core.errors import MissingMetricError, StateError
+from earlystop_core.errors import FormatError, MissingMetricError, StateError
 from earlystop_core.modes import infer_mode
 from earlystop_core.monitor import Monitor
 from earlystop_core.plateau import ReduceLROnPlateau
@@ -29,7 +29,6 @@ from earlystop_core.trend import Stalled
 _LAZY = {
     "Bank": "earlystop_core.vectorized",
     "Evaluation": "earlystop_core.vectorized",
-    "FormatError": "earlystop_core.formats",
     "evaluate": "earlystop_core.vectorized",
     "load_any": "earlystop_core.formats",
 }

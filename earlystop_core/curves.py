@@ -9,9 +9,12 @@ import csv
 import gzip
 import io
 import math
+import zlib
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+
+from earlystop_core.errors import FormatError
 
 Curve = dict[str, list[float]]
 
@@ -31,7 +34,10 @@ def load_curves(path: str | Path) -> dict[str, Curve]:
 
     Epochs of each run must be 0, 1, 2, ... in order (so no epoch can reach
     past the rows the file holds); empty cells and ``nan`` are read as NaN; a
-    UTF-8 byte order mark is skipped. Errors name the file, line and column.
+    UTF-8 byte order mark is skipped.
+
+    Raises:
+        FormatError: The file is malformed (the message names its file, line and column).
 
     Examples:
         >>> curves = load_curves(sample_curves_path())
@@ -39,22 +45,31 @@ def load_curves(path: str | Path) -> dict[str, Curve]:
         (120, ['accuracy', 'loss', 'test_accuracy'])
     """
     path = Path(path)
+    try:
+        return _read(path)
+    except UnicodeDecodeError:
+        raise FormatError(path, None, None, "not UTF-8 text") from None
+    except (csv.Error, EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise FormatError(path, None, None, f"unreadable ({type(error).__name__}: {error})") from None
+
+
+def _read(path: Path) -> dict[str, Curve]:
     runs: dict[str, Curve] = {}
     with _open_text(path) as stream:
         reader = csv.reader(stream)
         header = next(reader, None)
         if header is None or header[:2] != ["run", "epoch"] or len(header) < 3:
-            raise ValueError(f"{path}:1: expected a header 'run,epoch,<metric>,...', got {header!r}")
+            raise FormatError(path, 1, None, f"expected a header 'run,epoch,<metric>,...', got {header!r}")
         metrics = header[2:]
         for row in reader:
             line = reader.line_num
             if len(row) != len(header):
-                raise ValueError(f"{path}:{line}: expected {len(header)} columns, got {len(row)}")
+                raise FormatError(path, line, None, f"expected {len(header)} columns, got {len(row)}")
             run, epoch = row[0], _parse_epoch(path, line, row[1])
             curve = runs.setdefault(run, {name: [] for name in metrics})
             expected = len(curve[metrics[0]])
             if epoch != expected:
-                raise ValueError(f"{path}:{line}:2: run {run!r} jumps to epoch {epoch}, expected epoch {expected}")
+                raise FormatError(path, line, 2, f"run {run!r} jumps to epoch {epoch}, expected epoch {expected}")
             for column, (name, cell) in enumerate(zip(metrics, row[2:], strict=True), start=3):
                 curve[name].append(_parse_value(path, line, column, cell))
     return runs
@@ -72,9 +87,9 @@ def _parse_epoch(path: Path, line: int, cell: str) -> int:
     try:
         epoch = int(cell)
     except ValueError:
-        raise ValueError(f"{path}:{line}:2: epoch must be an integer, got {cell!r}") from None
+        raise FormatError(path, line, 2, f"epoch must be an integer, got {cell!r}") from None
     if epoch < 0:
-        raise ValueError(f"{path}:{line}:2: epoch must be >= 0, got {epoch}")
+        raise FormatError(path, line, 2, f"epoch must be >= 0, got {epoch}")
     return epoch
 
 
@@ -84,7 +99,7 @@ def _parse_value(path: Path, line: int, column: int, cell: str) -> float:
     try:
         return float(cell)
     except ValueError:
-        raise ValueError(f"{path}:{line}:{column}: expected a number, got {cell!r}") from None
+        raise FormatError(path, line, column, f"expected a number, got {cell!r}") from None
 
 
 def epochs(curve: Curve) -> Iterator[dict[str, float]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
 
 _SKIP = "Pass on_missing='skip' if it is logged only on some epochs."
@@ -43,3 +44,22 @@ def missing_keep_metric(name: str, available: Iterable[object], monitored: str) 
 
 class StateError(ValueError):
     """A saved monitor state cannot be loaded into this monitor."""
+
+
+class FormatError(ValueError):
+    """A curve file is malformed; the message starts with ``file:line:column:``.
+
+    Attributes:
+        path: The file.
+        line: The 1-based line (None when the problem is the file as a whole).
+        column: The 1-based column (a CSV field, or a character of a JSON line), or None.
+
+    Examples:
+        >>> str(FormatError("metrics.csv", 14, 3, "expected a number, got 'abc'"))
+        "metrics.csv:14:3: expected a number, got 'abc'"
+    """
+
+    def __init__(self, path: str | os.PathLike[str], line: int | None, column: int | None, problem: str) -> None:
+        self.path, self.line, self.column, self.problem = str(path), line, column, problem
+        where = ":".join(str(part) for part in (self.path, line, column) if part is not None)
+        super().__init__(f"{where}: {problem}")

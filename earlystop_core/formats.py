@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from earlystop_core.curves import load_curves
+from earlystop_core.errors import FormatError
 
 __all__ = [
     "FORMATS",
@@ -91,25 +92,6 @@ _FILE_KINDS = {
     stat.S_IFCHR: "character device",
     stat.S_IFBLK: "block device",
 }
-
-
-class FormatError(ValueError):
-    """A curve file is malformed; the message starts with ``file:line:column:``.
-
-    Attributes:
-        path: The file.
-        line: The 1-based line (None when the problem is the file as a whole).
-        column: The 1-based column (a CSV field, or a character of a JSON line), or None.
-
-    Examples:
-        >>> str(FormatError("metrics.csv", 14, 3, "expected a number, got 'abc'"))
-        "metrics.csv:14:3: expected a number, got 'abc'"
-    """
-
-    def __init__(self, path: str | os.PathLike[str], line: int | None, column: int | None, problem: str) -> None:
-        self.path, self.line, self.column, self.problem = str(path), line, column, problem
-        where = ":".join(str(part) for part in (self.path, line, column) if part is not None)
-        super().__init__(f"{where}: {problem}")
 
 
 # -- detection ---------------------------------------------------------------------------
@@ -678,7 +660,7 @@ def _check_span(
         >>> _check_span(Path("log.jsonl"), {10_000_000: {"val_loss": 0.5}}, 1, 2, lambda epoch: (1, 2))
         Traceback (most recent call last):
         ...
-        earlystop_core.formats.FormatError: log.jsonl:1:2: epoch 10,000,000 is absurdly far past what the file holds ...
+        earlystop_core.errors.FormatError: log.jsonl:1:2: epoch 10,000,000 is absurdly far past what the file holds ...
     """
     last = max(logged, default=-1)
     slots = (last + 1) * (metrics + 1)

@@ -357,3 +357,29 @@ def test_a_real_lightning_csvlogger_file(tmp_path: Path) -> None:
             "val_loss": [1.0, NAN, 1.0 - 0.2 * 2],
         },
     )
+
+
+@pytest.mark.parametrize(
+    ("content", "where"),
+    [
+        (b"run,epoch,val_loss\na,0,0.5\na,2,0.4\n", ":3:2: run 'a' jumps to epoch 2"),
+        (b"run,epoch,val_loss\na,0,abc\n", ":2:3: expected a number"),
+        (b"run,epoch,val_loss\na,0,0.5,9\n", ":2: expected 3 columns"),
+        (b"run,epoch,val_loss\na,0,\xff\xfe\n", ": not UTF-8 text"),
+    ],
+)
+def test_a_bad_long_csv_is_a_format_error_naming_where(tmp_path: Path, content: bytes, where: str) -> None:
+    from earlystop_core import FormatError as Exported
+
+    path = tmp_path / "curves.csv"
+    path.write_bytes(content)
+    for read in (load_any, load_long_csv, load_curves):
+        with pytest.raises(Exported, match=re.escape(where)):
+            read(path)
+
+
+def test_a_long_csv_that_is_not_gzip_is_a_format_error(tmp_path: Path) -> None:
+    path = tmp_path / "curves.csv.gz"
+    path.write_bytes(b"run,epoch,val_loss\n")
+    with pytest.raises(FormatError, match="unreadable"):
+        load_curves(path)
