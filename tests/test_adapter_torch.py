@@ -30,13 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODES = ["device", "cpu", "disk"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads; on a busy 2-core machine each parallel region can stall for ms."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make_model() -> torch.nn.Module:
