@@ -59,7 +59,7 @@ from earlystop_core.modes import resolve_mode
 from earlystop_core.monitor import Monitor
 from earlystop_core.replay import ON_ERROR, RunResult, Summary, replay
 
-__all__ = ["Bank", "ENGINES", "Evaluation", "evaluate", "fallback_reason"]
+__all__ = ["ENGINES", "ENGINE_SUPPORT", "Bank", "Evaluation", "evaluate", "fallback_reason"]
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
@@ -401,8 +401,37 @@ def evaluate(
     return _evaluate_vectorised(bank, config, engine, target, goal, reference, reference_mode, on_error)
 
 
+#: How the engine treats each :class:`MonitorConfig` field: ``None`` when it replays every value
+#: exactly, else the values it supports and why any other falls back to the scalar Monitor. Every
+#: field must be here (a test checks it), so a new Monitor option cannot reach the engine unclassified.
+ENGINE_SUPPORT: dict[str, tuple[Callable[[Any], bool], str] | None] = {
+    "monitor": (lambda value: isinstance(value, str), "a weighted monitor is replayed by the Monitor itself"),
+    "mode": None,
+    "patience": (lambda value: value != "auto", "patience='auto' is replayed by the Monitor itself"),
+    "min_delta": None,
+    "baseline": None,
+    "start_from_epoch": None,
+    "restore_best_weights": None,
+    "stopping_threshold": None,
+    "divergence_threshold": None,
+    "check_finite": None,
+    "on_missing": None,
+    "min_delta_mode": None,
+    "best_from_epoch": None,
+    "smoothing": None,
+    "normalize": None,  # only for a weighted monitor, which falls back anyway
+    "metric_modes": None,  # likewise
+    "rule": (lambda value: value is None, "a rule= is replayed by the Monitor itself"),
+    "max_epochs": None,  # read by patience='auto' only
+    "n_samples": None,  # likewise
+    "plateau": (lambda value: value is None, "a plateau= is replayed by the Monitor itself"),
+    "keep_best_by": None,
+    "keep_best_mode": None,
+}
+
+
 def fallback_reason(config: MonitorConfig) -> str | None:
-    """Why a configuration needs the scalar replay, or None if the engine vectorises it.
+    """Why a configuration needs the scalar replay, or None if the engine vectorises it (see ``ENGINE_SUPPORT``).
 
     Examples:
         >>> from earlystop_core import Patience
@@ -411,14 +440,10 @@ def fallback_reason(config: MonitorConfig) -> str | None:
         >>> fallback_reason(Monitor(rule=Patience(3)).config)
         'a rule= is replayed by the Monitor itself'
     """
-    if config.rule is not None:
-        return "a rule= is replayed by the Monitor itself"
-    if config.patience == "auto":
-        return "patience='auto' is replayed by the Monitor itself"
-    if not isinstance(config.monitor, str):
-        return "a weighted monitor is replayed by the Monitor itself"
-    if config.plateau is not None:
-        return "a plateau= is replayed by the Monitor itself"
+    for name in dict.fromkeys(("rule", "patience", "monitor", "plateau", *ENGINE_SUPPORT)):  # the rule's reason first
+        support = ENGINE_SUPPORT[name]
+        if support is not None and not support[0](getattr(config, name)):
+            return support[1]
     return None
 
 

@@ -384,3 +384,25 @@ def test_the_vectorised_replay_is_fifty_times_faster_than_the_scalar_loop() -> N
     out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
     figures = json.loads(out.strip().splitlines()[-1])
     assert figures["speedup"] >= 50, figures
+
+
+def test_every_monitor_option_is_classified_for_the_engine() -> None:
+    """A new Monitor option must say whether the vectorised engine replays it, or replay could be silently wrong."""
+    import dataclasses
+    import inspect
+
+    from earlystop_core import MonitorConfig
+    from earlystop_core.vectorized import ENGINE_SUPPORT
+
+    fields = [field.name for field in dataclasses.fields(MonitorConfig)]
+    assert list(ENGINE_SUPPORT) == fields
+    # And the three places an option is declared agree: Monitor(), MonitorConfig.build(), MonitorConfig.
+    built = set(inspect.signature(MonitorConfig.build).parameters) - {"cls"}
+    taken = set(inspect.signature(Monitor.__init__).parameters) - {"self", "policy"}
+    assert taken == built, taken ^ built
+    derived = {"metric_modes"}  # resolved from a weighted monitor's mode
+    assert built == set(fields) - derived, built ^ (set(fields) - derived)
+    settings = {name for name in dir(Monitor) if type(inspect.getattr_static(Monitor, name)).__name__ == "_Setting"}
+    # rule and plateau are read through properties (the Monitor's own copies); the other three are build inputs.
+    readable = set(fields) - derived - {"normalize", "rule", "max_epochs", "n_samples", "plateau"}
+    assert settings == readable, settings ^ readable
