@@ -94,17 +94,26 @@ def check_seal(saved: Mapping[str, Any] | str, kind: str) -> None:
     if isinstance(saved, str):
         saved = json.loads(saved)
     assert isinstance(saved, Mapping)  # open_envelope has checked it
-    if "checksum" not in saved:
-        return
-    try:
-        matches = saved["checksum"] == digest(saved)
-    except (TypeError, ValueError):  # a value JSON cannot hold: not what state_dict() wrote
-        matches = False
-    if not matches:
+    if not matches_checksum(saved):
         raise StateError(
             f"saved {kind} state does not match its checksum: it was changed after it was saved, or damaged. "
             "Load the state as state_dict() returned it (if you edited it on purpose, delete its 'checksum')"
         )
+
+
+def matches_checksum(content: Mapping[str, Any]) -> bool:
+    """Whether ``content`` matches its own ``checksum``; content without one (written by hand) does.
+
+    Examples:
+        >>> matches_checksum({"a": 1}), matches_checksum({"a": 1, "checksum": digest({"a": 2})})
+        (True, False)
+    """
+    if "checksum" not in content:
+        return True
+    try:
+        return bool(content["checksum"] == digest(content))
+    except (TypeError, ValueError):  # a value JSON cannot hold: not what was written
+        return False
 
 
 def digest(content: Mapping[str, Any]) -> str:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from earlystop_core._files import write_atomically
-from earlystop_core._json import digest, float_from_json, float_to_json
+from earlystop_core._json import digest, float_from_json, float_to_json, matches_checksum
 from earlystop_core._validate import check_bool, check_int, check_real
 from earlystop_core.errors import StateError
 from earlystop_core.modes import resolve_mode
@@ -495,13 +495,7 @@ def recommended_policy() -> LearnedPolicy:
 
 def _check_checksum(data: Mapping[str, Any]) -> None:
     """Refuse a saved policy that no longer matches its checksum (one written by hand may have none)."""
-    if "checksum" not in data:
-        return
-    try:
-        matches = data["checksum"] == digest(data)
-    except (TypeError, ValueError):
-        matches = False
-    if not matches:
+    if not matches_checksum(data):
         raise PolicyError(
             "saved policy does not match its checksum: it was changed after it was saved, or damaged. "
             "Save it again with earlystop tune --learn (if you edited it on purpose, delete its 'checksum')"

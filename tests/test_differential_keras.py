@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 
 from earlystop_core import Monitor
 
+from helpers import same  # NaN equals NaN: Keras can adopt a NaN as best
+
 # Keras picks its backend on first import; torch is the only one installed.
 os.environ["KERAS_BACKEND"] = "torch"
 keras = pytest.importorskip("keras")
@@ -98,20 +100,13 @@ def run_monitor(args: dict[str, Any], values: list[float]) -> Outcome:
     return Outcome(stop_epoch, monitor.best, monitor.best_epoch, monitor.wait, restored)
 
 
-def same_value(a: float | None, b: float | None) -> bool:
-    """Equality that also holds for two NaNs (Keras can adopt a NaN as best)."""
-    if a is None or b is None:
-        return a is b
-    return a == b or (math.isnan(a) and math.isnan(b))
-
-
 def assert_same_as_keras(args: dict[str, Any], values: list[float]) -> None:
     theirs = run_keras(args, values)
     ours = run_monitor(args, values)
     context = f"args={args} values={values}\nkeras={theirs}\nours ={ours}"
     assert ours.stop_epoch == theirs.stop_epoch, context
     assert ours.best_epoch == theirs.best_epoch, context
-    assert same_value(ours.best, theirs.best), context
+    assert same(ours.best, theirs.best), context
     assert ours.wait == theirs.wait, context
     assert ours.restored == theirs.restored, context
 

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 
 from earlystop_core import Decision, MissingMetricError, Monitor, StateError, StopReason
 
+from helpers import assert_same_decisions, same, strict_json
+
 KEY = "val_loss"
 SETTINGS = settings(deadline=None, max_examples=120)
 MANY = settings(SETTINGS, max_examples=400)  # for the min_delta claims
@@ -38,33 +40,12 @@ THRESHOLD_REASONS = (StopReason.STOPPING_THRESHOLD, StopReason.DIVERGENCE_THRESH
 # -- helpers ------------------------------------------------------------------
 
 
-def same(a: Any, b: Any) -> bool:
-    """Equality where NaN equals NaN, element-wise for tuples (Decisions)."""
-    if isinstance(a, tuple) and isinstance(b, tuple):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return bool(a == b)
-
-
-def assert_same_decisions(actual: Sequence[Decision], expected: Sequence[Decision]) -> None:
-    assert len(actual) == len(expected)
-    for got, want in zip(actual, expected, strict=True):
-        assert same(got, want), f"\n got: {got!r}\nwant: {want!r}"
-
-
 def logs(value: float | None) -> dict[str, Any]:
     return {} if value is None else {KEY: value}
 
 
 def run(monitor: Monitor, sequence: Sequence[float | None]) -> list[Decision]:
     return [monitor.update(logs(value)) for value in sequence]
-
-
-def strict_json(state: dict[str, Any]) -> dict[str, Any]:
-    """Round trip through JSON without NaN/Infinity tokens (raises if any)."""
-    loaded: dict[str, Any] = json.loads(json.dumps(state, allow_nan=False))
-    return loaded
 
 
 def negate(value: float | None) -> float | None:

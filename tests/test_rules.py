@@ -14,7 +14,6 @@ are kept as regression tests at the end of the file.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import pickle
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +45,8 @@ from earlystop_core import (
     suggest_patience,
 )
 
+from helpers import assert_same_decisions, same, strict_json
+
 KEY = "val_loss"
 TRAIN = "loss"
 ACC = "val_accuracy"
@@ -64,27 +65,6 @@ CRITERIA = (GL, PQ, UP, Stalled)
 
 
 # -- helpers --------------------------------------------------------------------------
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equality where NaN equals NaN, element-wise for tuples (Decisions)."""
-    if isinstance(a, tuple) and isinstance(b, tuple):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return bool(a == b)
-
-
-def assert_same_decisions(actual: Sequence[Decision], expected: Sequence[Decision]) -> None:
-    assert len(actual) == len(expected)
-    for got, want in zip(actual, expected, strict=True):
-        assert same(got, want), f"\n got: {got!r}\nwant: {want!r}"
-
-
-def strict_json(state: dict[str, Any]) -> dict[str, Any]:
-    """Round trip through JSON without NaN/Infinity tokens (raises if any)."""
-    loaded: dict[str, Any] = json.loads(json.dumps(state, allow_nan=False))
-    return loaded
 
 
 def logs(value: float | None, train: float | None = None) -> dict[str, Any]:

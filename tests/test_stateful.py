@@ -20,6 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from earlystop_core import Decision, Monitor
 
+from helpers import same
+
 KEY = "val_loss"
 
 # Values that tie, values a min_delta of 0.25 apart, and 0.1 + 0.2 against
@@ -92,12 +94,6 @@ class KerasReference:
             elif wait >= self.patience and epoch > 0:
                 should_stop = True
         return Outcome(best, best_epoch, wait, should_stop, improved)
-
-
-def same(a: float | None, b: float | None) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b
 
 
 class MonitorAgainstKeras(RuleBasedStateMachine):
