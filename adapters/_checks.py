@@ -1,4 +1,4 @@
-"""Checks the adapters make before they act on a decision or a resumed state (no framework imported here).
+"""The check the adapters make before they apply a decision's learning rate (no framework imported here).
 
 The core keeps ``Decision.lr`` finite and positive and refuses a saved state
 that says otherwise; the adapters check again before they touch an
@@ -9,8 +9,6 @@ instead of training on with a NaN learning rate.
 from __future__ import annotations
 
 import math
-
-from earlystop_core import Monitor, StateError
 
 
 def checked_lr(lr: float) -> float:
@@ -30,22 +28,3 @@ def checked_lr(lr: float) -> float:
             "the epoch was not taken. Its state is corrupt (a resumed state?): load a sound one, or reset() it"
         )
     return float(lr)
-
-
-def check_resumed_lr(monitor: Monitor) -> None:
-    """Raise ``StateError`` if a just-loaded monitor holds a learning rate that could not be applied.
-
-    Examples:
-        >>> check_resumed_lr(Monitor())  # no plateau, no rate
-    """
-    lr = monitor.lr
-    if lr is None:
-        return
-    if monitor.plateau is None:
-        raise StateError(f"the saved Monitor state holds a learning rate ({lr!r}) but this Monitor has no plateau")
-    try:
-        checked_lr(lr)
-    except ValueError:
-        raise StateError(
-            f"the saved Monitor state holds the learning rate {lr!r}; a rate must be finite and > 0"
-        ) from None

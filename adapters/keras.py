@@ -18,7 +18,7 @@ import numpy as np
 
 from earlystop_core import Monitor, StateError, infer_mode
 
-from ._checks import check_resumed_lr, checked_lr
+from ._checks import checked_lr
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +214,7 @@ class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
 def _check_monitor_state(monitor: Monitor, state: Any) -> None:
     """Raise ``StateError`` unless ``state`` loads into ``monitor`` (tried on a copy: ``monitor`` is untouched)."""
-    trial = copy.deepcopy(monitor)
-    trial.load_state_dict(state)
-    check_resumed_lr(trial)
+    copy.deepcopy(monitor).load_state_dict(state)
 
 
 def _check_weights(best: Sequence[Any] | None, live: list[Any]) -> None:

@@ -23,7 +23,7 @@ from earlystop_core._validate import check_bool, check_choice
 
 from . import _distributed as dist
 from . import _optimizer as optim
-from ._checks import check_resumed_lr, checked_lr
+from ._checks import checked_lr
 from ._lock import SnapshotInUseError
 from ._snapshot import SnapshotError, check_fits, cpu_copies
 from ._stores import make_store
@@ -270,8 +270,7 @@ class EarlyStopper:
         best, optimizer = self._checked_snapshot(state)
         undo = self.monitor.state_dict()
         try:
-            self.monitor.load_state_dict(state["monitor"])
-            check_resumed_lr(self.monitor)
+            self.monitor.load_state_dict(state["monitor"])  # refuses an lr without a plateau, or not finite > 0
             if self.monitor.restore_best_weights and (best is None) != (self.monitor.best_epoch is None):
                 raise StateError(
                     f"the saved state's monitor has best epoch {self.monitor.best_epoch}, but "
@@ -302,7 +301,9 @@ class EarlyStopper:
             live = optim.split(self._optimizer.state_dict()["state"])[0]
             if live.keys() == tensors.keys():  # a fresh optimizer has no state yet to compare with
                 check_fits(tensors, live, "optimizer state")
-            return dict(best), {"tensors": tensors, "others": others}
+            else:
+                live = tensors  # the layout to keep them in: their own
+            return dict(best), {"tensors": tensors, "others": others, "like": live}
         except (ValueError, KeyError, TypeError) as error:
             raise StateError(f"the saved EarlyStopper state does not fit: {error}") from error
 
@@ -314,9 +315,7 @@ class EarlyStopper:
         sections: dict[str, Any] = {"model": best}
         like: dict[str, Any] = {"model": self.model.state_dict()}
         if optimizer is not None:  # without it, a restore leaves the optimizer's state as it is
-            tensors = optimizer["tensors"]
-            live = optim.split(self._optimizer.state_dict()["state"])[0]
-            sections["optimizer"], like["optimizer"] = tensors, (live if live.keys() == tensors.keys() else tensors)
+            sections["optimizer"], like["optimizer"] = optimizer["tensors"], optimizer["like"]
         self._store.load(sections, like, self.monitor.best_epoch)
         if optimizer is not None:
             self._optimizer_others = optimizer["others"]
