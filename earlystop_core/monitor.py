@@ -42,6 +42,9 @@ T = TypeVar("T")
 _new_tuple = tuple.__new__
 _INF = float("inf")
 _ABSENT = ABSENT
+# The fields an update changes before it asks the rule (put back if a rule of the user's own raises).
+_UPDATED: tuple[str, ...] = ("_next_epoch", "_restore_requested", "_ema", "_wait", "_tracked", "_best")
+_UPDATED += ("_best_signed", "_best_epoch", "_kept_by")
 _NOT_STOPPED = StopReason.NOT_STOPPED
 _PATIENCE = StopReason.PATIENCE_EXHAUSTED
 _THRESHOLD = StopReason.STOPPING_THRESHOLD
@@ -592,20 +595,20 @@ class Monitor:
         if self._keep_key is not None:
             self._keep_value(logs)
 
-    def _undo_record(self) -> tuple[Any, ...]:
+    def _undo_record(self) -> tuple[list[Any], Any, Any]:
         """What an update changes, for :meth:`_check_guarded` to put back if a rule raises."""
         score = None if self._score is None else self._score.state()
         rule = None if self._rule is None else self._rule.state()
-        fields = (self._next_epoch, self._restore_requested, self._ema, self._wait, self._tracked, self._best)
-        return (*fields, self._best_signed, self._best_epoch, self._kept_by, score, rule)
+        return [getattr(self, name) for name in _UPDATED], score, rule
 
-    def _check_guarded(self, rule: Rule, arguments: tuple[Any, ...], undo: tuple[Any, ...]) -> bool:
+    def _check_guarded(self, rule: Rule, arguments: tuple[Any, ...], undo: tuple[list[Any], Any, Any]) -> bool:
         """``rule.check(*arguments)``; if it raises, the Monitor, its score and the rule are put back first."""
         try:
             return rule.check(*arguments)
         except BaseException:
-            (self._next_epoch, self._restore_requested, self._ema, self._wait, self._tracked, self._best) = undo[:6]
-            self._best_signed, self._best_epoch, self._kept_by, score, saved = undo[6:]
+            fields, score, saved = undo
+            for name, value in zip(_UPDATED, fields, strict=True):
+                setattr(self, name, value)
             if self._score is not None:
                 self._score.load(score)
             rule.load(saved)  # what its own state() said before this epoch
@@ -897,9 +900,7 @@ class Monitor:
 
 def _load_part(part: Rule | WeightedScore | ReduceLROnPlateau, saved: Any) -> None:
     if isinstance(part, ReduceLROnPlateau):
-        if not isinstance(saved, (Mapping, str)):
-            raise StateError("corrupt Monitor state: the plateau's state is missing")
-        part.load_state_dict(saved)
+        part.load_state_dict(saved)  # a missing plateau section is refused by load_state; any other by its envelope
     else:
         part.load(saved)
 

@@ -78,18 +78,10 @@ def load_state(config: MonitorConfig, saved: Mapping[str, Any] | str) -> Monitor
     fields = open_envelope(saved, FORMAT, VERSION, config.to_json())
     missing = [name for name in MonitorState._fields if name not in fields]
     unknown = sorted(set(fields) - set(MonitorState._fields))
-    if missing or unknown:
-        raise StateError(
-            "corrupt Monitor state: "
-            + "; ".join(
-                part
-                for part in (
-                    f"missing field(s) {', '.join(map(repr, missing))}" if missing else "",
-                    f"unknown field(s) {', '.join(map(repr, unknown))}" if unknown else "",
-                )
-                if part
-            )
-        )
+    problems = [f"missing field(s) {', '.join(map(repr, missing))}"] if missing else []
+    problems += [f"unknown field(s) {', '.join(map(repr, unknown))}"] if unknown else []
+    if problems:
+        raise StateError("corrupt Monitor state: " + "; ".join(problems))
     state = MonitorState(
         next_epoch=_field_int(fields, "next_epoch"),
         best=_field_float(fields, "best"),
@@ -112,8 +104,12 @@ def load_state(config: MonitorConfig, saved: Mapping[str, Any] | str) -> Monitor
 
 def _check_consistent(config: MonitorConfig, state: MonitorState) -> None:
     last = state.next_epoch - 1
-    if state.wait > state.next_epoch:
-        raise StateError(f"corrupt Monitor state: 'wait' ({state.wait}) exceeds the epochs seen ({state.next_epoch})")
+    monitored = max(0, state.next_epoch - config.start_from_epoch)  # at most this many epochs counted
+    if state.wait > monitored:
+        raise StateError(
+            f"corrupt Monitor state: 'wait' ({state.wait}) exceeds the epochs seen ({monitored} monitored, from "
+            f"epoch {config.start_from_epoch} to {last})"
+        )
     first = config.start_from_epoch  # warm-up (best_from_epoch) epochs can still be the kept best
     if state.best_epoch is not None and state.best_epoch < first:
         raise StateError(f"corrupt Monitor state: 'best_epoch' ({state.best_epoch}) is before epoch {first}")
@@ -132,12 +128,6 @@ def _check_consistent(config: MonitorConfig, state: MonitorState) -> None:
         )
     if (state.stopped_epoch is None) != (state.stop_reason is StopReason.NOT_STOPPED):
         raise StateError("corrupt Monitor state: 'stopped_epoch' and 'stop_reason' disagree")
-    monitored = max(0, state.next_epoch - config.start_from_epoch)  # at most this many epochs counted
-    if state.wait > monitored:
-        raise StateError(
-            f"corrupt Monitor state: 'wait' ({state.wait}) exceeds the monitored epochs ({monitored}, from "
-            f"epoch {config.start_from_epoch} to {last})"
-        )
     _check_bests(config, state)
     _check_parts(config, state)
 
