@@ -13,8 +13,6 @@ neither another run's weights nor a damaged file is restored silently.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -22,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from earlystop_core._files import write_atomically
 
 from ._lock import SnapshotLock
 from ._snapshot import Sections, SnapshotError, check_sections
@@ -71,7 +71,7 @@ class DiskSnapshot:
         """
         self._lock.acquire()  # again, if close() released it
         payload = _payload(sections, self.run, epoch)
-        save_atomically(payload, self.path)
+        write_atomically(self.path, lambda file: torch.save(payload, file))
         self.captured, self.epoch, self._checksum = True, epoch, payload["checksum"]
 
     def load(self, sections: Sections, like: Sections, epoch: int | None = None) -> None:
@@ -184,36 +184,3 @@ def _checked_payload(payload: Any, path: Path) -> dict[str, Any]:
         if any(not isinstance(t, torch.Tensor) for t in payload[name].values()):
             raise refuse(f"section {name!r} holds something other than tensors")
     return payload
-
-
-def save_atomically(obj: object, path: Path) -> None:
-    """``torch.save`` to a temporary file next to ``path``, fsync, ``os.replace``, fsync the directory.
-
-    A reader sees the old file or the new one, never a partial one; on an
-    error the temporary file is removed and ``path`` is untouched.
-    """
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(folder: Path) -> None:
-    """Make the rename itself durable; a no-op where directories cannot be opened or synced (Windows, some FS)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)

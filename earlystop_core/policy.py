@@ -437,7 +437,8 @@ class LearnedPolicy(Rule):
             True
         """
         text = json.dumps(self.to_json(), indent=1, allow_nan=False)
-        write_atomically(path, text + "\n")  # a crash mid-save leaves the old policy, not half a file
+        data = (text + "\n").encode("utf-8")
+        write_atomically(path, lambda file: file.write(data))  # a crash mid-save leaves the old file whole
 
     @classmethod
     def read(cls, path: str | Path, max_epochs: int | None = None) -> LearnedPolicy:
