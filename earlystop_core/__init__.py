@@ -18,7 +18,7 @@ from earlystop_core.errors import FormatError, MissingMetricError, StateError
 from earlystop_core.modes import infer_mode
 from earlystop_core.monitor import Monitor
 from earlystop_core.plateau import ReduceLROnPlateau
-from earlystop_core.policy import LearnedPolicy, PolicyError, fit_policy, recommended_policy
+from earlystop_core.policy import LearnedPolicy, PolicyError, recommended_policy
 from earlystop_core.prechelt import GL, PQ, UP
 from earlystop_core.rules import AllOf, AnyOf, Patience, Rule, never
 from earlystop_core.signals import WeightedScore
@@ -30,6 +30,7 @@ _LAZY = {
     "Bank": "earlystop_core.vectorized",
     "Evaluation": "earlystop_core.vectorized",
     "evaluate": "earlystop_core.vectorized",
+    "fit_policy": "earlystop_core.policy_fit",
     "load_any": "earlystop_core.formats",
 }
 

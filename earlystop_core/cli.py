@@ -282,8 +282,7 @@ def _tune(args: argparse.Namespace) -> int:
 
 def _learn(bank: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Fit a policy within ``--max-regret`` (cross-validated by group), save it, and replay it on the same runs."""
-    from earlystop_core.policy import fit_policy
-    from earlystop_core.policy_fit import read_runs_meta
+    from earlystop_core.policy_fit import fit_policy, read_runs_meta
     from earlystop_core.vectorized import evaluate
 
     curves = bank.curves()

@@ -21,8 +21,9 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
+from earlystop_core import _policies
 from earlystop_core._float32 import less32
 from earlystop_core._json import check_seal
 from earlystop_core._values import ABSENT, coerce_metric, lookup
@@ -34,9 +35,6 @@ from earlystop_core.rules import AllOf, AnyOf, Rule, own_copy
 from earlystop_core.signals import WeightedScore
 from earlystop_core.state import FORMAT as STATE_FORMAT
 from earlystop_core.state import MonitorState, dump_state, load_state
-
-if TYPE_CHECKING:
-    from earlystop_core.policy import LearnedPolicy
 
 T = TypeVar("T")
 _new_tuple = tuple.__new__
@@ -242,7 +240,7 @@ class Monitor:
         plateau: ReduceLROnPlateau | None = None,
         keep_best_by: str | None = None,
         keep_best_mode: str = "auto",
-        policy: LearnedPolicy | str | Path | None = None,
+        policy: Rule | str | Path | None = None,
     ) -> None:
         options: dict[str, Any] = dict(
             monitor=monitor,
@@ -267,10 +265,8 @@ class Monitor:
             keep_best_by=keep_best_by,
             keep_best_mode=keep_best_mode,
         )
-        if policy is not None:
-            from earlystop_core.policy import with_policy  # the policy module imports this one
-
-            options = with_policy(policy, options)
+        if policy is not None:  # the learned policy's own with_policy, registered in _policies
+            options = _policies.resolve(policy, options)
         self.config = config = MonitorConfig.build(**options)
         # The hot path reads plain slots, not the frozen config.
         sign = 1.0 if config.mode == "min" else -1.0

@@ -11,7 +11,7 @@ the best epoch of the whole run). It stops on a non-improving epoch once
 and always once ``wait >= max_wait``.
 
 ``Monitor(policy=...)`` decides with one (:func:`with_policy`);
-:func:`fit_policy` fits one on recorded curves, choosing the threshold and the
+:func:`~earlystop_core.policy_fit.fit_policy` fits one on recorded curves, choosing the threshold and the
 waits by cross-validation with whole groups of runs held out;
 :meth:`LearnedPolicy.save` and ``LearnedPolicy.load(path)`` keep it as
 versioned JSON. :func:`recommended_policy` is the one fitted on the project's
@@ -34,21 +34,22 @@ import functools
 import inspect
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import mul as _mul
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, overload
+from typing import Any, Protocol, overload
 
+from earlystop_core import _policies
 from earlystop_core._files import write_atomically
 from earlystop_core._json import digest, float_from_json, float_to_json, matches_checksum
 from earlystop_core._validate import check_bool, check_int, check_real
+from earlystop_core.config import MonitorConfig
 from earlystop_core.errors import StateError
 from earlystop_core.modes import resolve_mode
+from earlystop_core.monitor import Monitor
+from earlystop_core.policy_default import RECOMMENDED
 from earlystop_core.policy_features import FAMILIES, FEATURES, FeatureTracker, check_metric_name
 from earlystop_core.rules import Rule
-
-if TYPE_CHECKING:
-    from earlystop_core.monitor import Monitor
 
 __all__ = [
     "FAMILIES",
@@ -57,7 +58,6 @@ __all__ = [
     "VERSION",
     "LearnedPolicy",
     "PolicyError",
-    "fit_policy",
     "load_policy",
     "recommended_policy",
     "with_policy",
@@ -100,7 +100,7 @@ class _Load:
 class LearnedPolicy(Rule):
     """Stop when a fitted logistic model says stopping now is unlikely to cost accuracy.
 
-    Build one with :func:`fit_policy`, ``LearnedPolicy.load(path)`` or
+    Build one with :func:`~earlystop_core.policy_fit.fit_policy`, ``LearnedPolicy.load(path)`` or
     :func:`recommended_policy`; the constructor takes the fitted numbers. The
     policy reads ``value``, ``best``, ``wait`` and ``improved`` as the Monitor
     passes them (signed: lower is better), and ``train_metric`` and
@@ -467,8 +467,6 @@ class LearnedPolicy(Rule):
             >>> monitor.best_from_epoch, monitor.restore_best_weights
             (3, True)
         """
-        from earlystop_core.monitor import Monitor
-
         return Monitor(policy=self, **{"restore_best_weights": True, **overrides})
 
 
@@ -489,8 +487,6 @@ def recommended_policy() -> LearnedPolicy:
         >>> policy.requires == {"loss", "val_accuracy"}, policy.needs_budget, policy.monitor["keep_best_by"]
         (True, False, 'val_accuracy')
     """
-    from earlystop_core.policy_default import RECOMMENDED
-
     return LearnedPolicy.from_json(RECOMMENDED)
 
 
@@ -578,129 +574,7 @@ def with_policy(policy: LearnedPolicy | str | Path, options: Mapping[str, Any]) 
 @functools.cache
 def _monitor_defaults() -> dict[str, Any]:
     """Every Monitor setting's default (read once: a replay builds a Monitor per run)."""
-    from earlystop_core.config import MonitorConfig  # the config imports rules, this module's base
-
     return {name: parameter.default for name, parameter in inspect.signature(MonitorConfig.build).parameters.items()}
-
-
-def fit_policy(
-    curves: Mapping[str, Mapping[str, Sequence[float]]],
-    runs_meta: Mapping[str, Mapping[str, Any]] | str | Path | None = None,
-    groups: Mapping[str, str] | None = None,
-    monitor: str = "val_loss",
-    target: str = "test_accuracy",
-    *,
-    mode: str = "auto",
-    target_mode: str = "auto",
-    log: bool | None = None,
-    train_metric: str | None = "loss",
-    accuracy_metric: str | None = "val_accuracy",
-    budget: bool = True,
-    features: Sequence[str] | None = None,
-    monitor_options: Mapping[str, Any] | None = None,
-    max_regret: float | None = 0.0007,
-    match_patience: int | None = None,
-    tolerance: float = 0.0,
-    cost_cap: float = 0.1,
-    cost_scale: float = 0.01,
-    l2: float = 1.0,
-    min_waits: Iterable[int] = (2, 3, 5, 8),
-    max_waits: Iterable[int] = (20, 30, 40, 60),
-    folds: int = 10,
-    seed: int = 0,
-    progress: Callable[[str], None] | None = None,
-) -> LearnedPolicy:
-    """Fit a stopping policy on recorded runs (numpy; deterministic).
-
-    Each run is replayed epoch by epoch through a Monitor that records the
-    policy's online features and, at each epoch, the regret of stopping there
-    (the target at the run's oracle — its best ``monitor`` epoch — minus the
-    target at the epoch the Monitor would restore). A logistic regression
-    (L2, Newton/IRLS) learns whether that regret exceeds ``tolerance``,
-    each costly epoch weighted by its regret (capped at ``cost_cap``, in units
-    of ``cost_scale``). Whole groups of runs are held out to pick the
-    threshold, ``min_wait`` and ``max_wait`` that save the most epochs with a
-    cross-validated mean regret within the budget; the model is then refitted
-    on every run. The returned policy has no ``max_epochs``: bind it
-    (:meth:`LearnedPolicy.bind`) when it uses budget features.
-
-    Args:
-        curves: ``{run: {metric: values by epoch}}``
-            (:func:`~earlystop_core.curves.load_curves`). Each run should have
-            run its full budget: the oracle is its best epoch.
-        runs_meta: ``{run: {column: value}}`` or the path of a ``runs.csv``;
-            its ``problem`` column gives the groups and ``epochs`` the budgets.
-        groups: ``{run: group}``, overriding ``problem`` (default: each run alone).
-        monitor: The monitored metric.
-        target: The metric regret is measured on.
-        mode: The monitored metric's direction (``"auto"``: from its name).
-        target_mode: The target's direction.
-        log: Features on ``log(value)``; default: when the metric is minimised and never negative.
-        train_metric: Training-loss key; its features are used when every run has it.
-        accuracy_metric: Validation-accuracy key; used when every run has it.
-        budget: Use budget features when ``runs_meta`` has an ``epochs`` column.
-        features: The feature names to use (default: every one available).
-        monitor_options: Further Monitor settings, e.g. ``{"best_from_epoch": 3}``.
-        max_regret: The budget: the most cross-validated mean regret allowed
-            (target units; may be negative, e.g. with ``keep_best_by`` in
-            ``monitor_options``, which can end runs better than the oracle).
-        match_patience: Instead of ``max_regret``: allow the regret of this fixed patience on the same runs.
-        tolerance: A stop costs when its regret exceeds this.
-        cost_cap: Regret above this weighs as this.
-        cost_scale: The regret that weighs as much as one harmless epoch.
-        l2: Ridge penalty on the standardised weights.
-        min_waits: ``min_wait`` values to choose from.
-        max_waits: ``max_wait`` values to choose from.
-        folds: Cross-validation folds (leave-one-group-out when there are at most this many groups).
-        seed: Seeds the assignment of groups to folds.
-        progress: Called with a line of text after each fold.
-
-    Returns:
-        The fitted policy; ``policy.info["cv"]`` holds its cross-validated figures.
-
-    Raises:
-        ValueError: Too few runs or groups, an unknown feature, or contradictory arguments.
-        KeyError: A run lacks the monitored or target metric.
-
-    Examples:
-        >>> import math
-        >>> curves = {}
-        >>> for run in range(8):  # a loss that bottoms out at epoch 10 + run, then rises
-        ...     bottom = 10 + run
-        ...     loss = [1 + 0.01 * (t - bottom) ** 2 for t in range(60)]
-        ...     curves[str(run)] = {"val_loss": loss, "test_accuracy": [1 - v / 10 for v in loss]}
-        >>> policy = fit_policy(curves, max_regret=0.0)
-        >>> policy.info["cv"]["regret"], policy.info["cv"]["saved"] > 0.5
-        (0.0, True)
-    """
-    from earlystop_core.policy_fit import fit_policy as fit
-
-    return fit(
-        curves,
-        runs_meta,
-        groups,
-        monitor,
-        target,
-        mode=mode,
-        target_mode=target_mode,
-        log=log,
-        train_metric=train_metric,
-        accuracy_metric=accuracy_metric,
-        budget=budget,
-        features=features,
-        monitor_options=monitor_options,
-        max_regret=max_regret,
-        match_patience=match_patience,
-        tolerance=tolerance,
-        cost_cap=cost_cap,
-        cost_scale=cost_scale,
-        l2=l2,
-        min_waits=min_waits,
-        max_waits=max_waits,
-        folds=folds,
-        seed=seed,
-        progress=progress,
-    )
 
 
 def _real(name: str, value: Any) -> float:
@@ -728,3 +602,6 @@ def _json_object(name: str, value: Any) -> dict[str, Any]:
         raise ValueError(f"{name!r} must be strict JSON: {error}") from None
     copied: dict[str, Any] = json.loads(text)
     return copied
+
+
+_policies.register(with_policy)  # Monitor(policy=...) resolves through it

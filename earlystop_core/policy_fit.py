@@ -561,7 +561,7 @@ def fit_recorded(
 ) -> LearnedPolicy:
     """Fit a policy on records from :func:`record_runs` (``names``: the recorded features, in order).
 
-    See :func:`earlystop_core.policy.fit_policy` for the other arguments.
+    See :func:`fit_policy` for the other arguments.
     """
     names = tuple(names)
     used = tuple(names if features is None else features)
@@ -684,7 +684,69 @@ def fit_policy(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> LearnedPolicy:
-    """The implementation of :func:`earlystop_core.policy.fit_policy` (see there)."""
+    """Fit a stopping policy on recorded runs (numpy; deterministic).
+
+    Each run is replayed epoch by epoch through a Monitor that records the
+    policy's online features and, at each epoch, the regret of stopping there
+    (the target at the run's oracle — its best ``monitor`` epoch — minus the
+    target at the epoch the Monitor would restore). A logistic regression
+    (L2, Newton/IRLS) learns whether that regret exceeds ``tolerance``,
+    each costly epoch weighted by its regret (capped at ``cost_cap``, in units
+    of ``cost_scale``). Whole groups of runs are held out to pick the
+    threshold, ``min_wait`` and ``max_wait`` that save the most epochs with a
+    cross-validated mean regret within the budget; the model is then refitted
+    on every run. The returned policy has no ``max_epochs``: bind it
+    (:meth:`LearnedPolicy.bind`) when it uses budget features.
+
+    Args:
+        curves: ``{run: {metric: values by epoch}}``
+            (:func:`~earlystop_core.curves.load_curves`). Each run should have
+            run its full budget: the oracle is its best epoch.
+        runs_meta: ``{run: {column: value}}`` or the path of a ``runs.csv``;
+            its ``problem`` column gives the groups and ``epochs`` the budgets.
+        groups: ``{run: group}``, overriding ``problem`` (default: each run alone).
+        monitor: The monitored metric.
+        target: The metric regret is measured on.
+        mode: The monitored metric's direction (``"auto"``: from its name).
+        target_mode: The target's direction.
+        log: Features on ``log(value)``; default: when the metric is minimised and never negative.
+        train_metric: Training-loss key; its features are used when every run has it.
+        accuracy_metric: Validation-accuracy key; used when every run has it.
+        budget: Use budget features when ``runs_meta`` has an ``epochs`` column.
+        features: The feature names to use (default: every one available).
+        monitor_options: Further Monitor settings, e.g. ``{"best_from_epoch": 3}``.
+        max_regret: The budget: the most cross-validated mean regret allowed
+            (target units; may be negative, e.g. with ``keep_best_by`` in
+            ``monitor_options``, which can end runs better than the oracle).
+        match_patience: Instead of ``max_regret``: allow the regret of this fixed patience on the same runs.
+        tolerance: A stop costs when its regret exceeds this.
+        cost_cap: Regret above this weighs as this.
+        cost_scale: The regret that weighs as much as one harmless epoch.
+        l2: Ridge penalty on the standardised weights.
+        min_waits: ``min_wait`` values to choose from.
+        max_waits: ``max_wait`` values to choose from.
+        folds: Cross-validation folds (leave-one-group-out when there are at most this many groups).
+        seed: Seeds the assignment of groups to folds.
+        progress: Called with a line of text after each fold.
+
+    Returns:
+        The fitted policy; ``policy.info["cv"]`` holds its cross-validated figures.
+
+    Raises:
+        ValueError: Too few runs or groups, an unknown feature, or contradictory arguments.
+        KeyError: A run lacks the monitored or target metric.
+
+    Examples:
+        >>> import math
+        >>> curves = {}
+        >>> for run in range(8):  # a loss that bottoms out at epoch 10 + run, then rises
+        ...     bottom = 10 + run
+        ...     loss = [1 + 0.01 * (t - bottom) ** 2 for t in range(60)]
+        ...     curves[str(run)] = {"val_loss": loss, "test_accuracy": [1 - v / 10 for v in loss]}
+        >>> policy = fit_policy(curves, max_regret=0.0)
+        >>> policy.info["cv"]["regret"], policy.info["cv"]["saved"] > 0.5
+        (0.0, True)
+    """
     if not curves:
         raise ValueError("no runs to fit a policy on")
     meta = read_runs_meta(runs_meta) if isinstance(runs_meta, (str, Path)) else runs_meta

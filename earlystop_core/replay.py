@@ -18,9 +18,9 @@ kept, and compare with hindsight. Per run:
   epoch (positive = better): the effect against training to the end.
 
 This is the simple, scalar replay (one Python call per epoch, exactly the
-Monitor users run). :func:`evaluate` gives the same results for a whole bank
-at once, vectorised with numpy across runs when the strategy allows (see
-:mod:`earlystop_core.vectorized`). Compare two rules run by run with
+Monitor users run). :func:`earlystop_core.vectorized.evaluate` gives the same
+results for a whole bank at once, vectorised with numpy across runs when the
+strategy allows. Compare two rules run by run with
 :func:`paired_bootstrap`: regret is heavy-tailed, so unpaired means differ by
 noise.
 
@@ -38,7 +38,6 @@ import dataclasses
 import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,14 +45,10 @@ from earlystop_core.modes import Mode, resolve_mode
 from earlystop_core.monitor import Monitor
 from earlystop_core.signals import WeightedScore
 
-if TYPE_CHECKING:
-    from earlystop_core.vectorized import Bank, Evaluation
-
 __all__ = [
     "RunResult",
     "Summary",
     "best_epoch",
-    "evaluate",
     "paired_bootstrap",
     "replay",
     "replay_run",
@@ -249,50 +244,6 @@ def replay(
             raise
         results.append(result)
     return results
-
-
-def evaluate(
-    bank: Bank | Mapping[str, Mapping[str, Sequence[float]]],
-    strategy: Mapping[str, Any] | Callable[[], Monitor],
-    target: str = "test_accuracy",
-    target_mode: str = "max",
-    *,
-    reference: str | None = None,
-    reference_mode: str = "auto",
-    on_error: str = "raise",
-    engine: str = "auto",
-) -> Evaluation:
-    """Replay a strategy over every run at once: :func:`replay`'s results, vectorised across runs.
-
-    ``strategy`` is a dict of :class:`~earlystop_core.Monitor` keyword
-    arguments (``restore_best_weights`` defaults to True here), which the
-    engine vectorises unless it needs the Monitor itself (a ``rule=``, a
-    weighted monitor, ``patience="auto"``, a ``plateau=``), or a callable
-    building a Monitor, which is always replayed by :func:`replay`. Either
-    way the per-run results are those of :func:`replay`. See
-    :func:`earlystop_core.vectorized.evaluate` for the arguments.
-
-    Examples:
-        >>> curves = {"a": {"val_loss": [1.0, 0.9, 1.2, 1.3], "test_accuracy": [0.5, 0.6, 0.55, 0.5]},
-        ...           "b": {"val_loss": [1.0, 0.8, 0.7, 0.6], "test_accuracy": [0.5, 0.6, 0.7, 0.8]}}
-        >>> result = evaluate(curves, {"monitor": "val_loss", "patience": 1})
-        >>> result.results() == replay(curves, lambda: Monitor(patience=1, restore_best_weights=True))
-        True
-        >>> result.summary.epochs_run, result.engine
-        (3.5, 'scan')
-    """
-    from earlystop_core.vectorized import evaluate as evaluate_vectorised
-
-    return evaluate_vectorised(
-        bank,
-        strategy,
-        target,
-        target_mode,
-        reference=reference,
-        reference_mode=reference_mode,
-        on_error=on_error,
-        engine=engine,
-    )
 
 
 def summarize(results: Iterable[RunResult]) -> Summary:

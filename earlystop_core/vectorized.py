@@ -363,6 +363,16 @@ def evaluate(
         >>> scalar = evaluate(curves, {"rule": Patience(1) | GL(5)})
         >>> scalar.engine, scalar.reason, scalar.stop.tolist()
         ('scalar', 'a rule= is replayed by the Monitor itself', [3])
+
+        Either way the per-run results are :func:`~earlystop_core.replay.replay`'s:
+
+        >>> curves = {"a": {"val_loss": [1.0, 0.9, 1.2, 1.3], "test_accuracy": [0.5, 0.6, 0.55, 0.5]},
+        ...           "b": {"val_loss": [1.0, 0.8, 0.7, 0.6], "test_accuracy": [0.5, 0.6, 0.7, 0.8]}}
+        >>> result = evaluate(curves, {"monitor": "val_loss", "patience": 1})
+        >>> result.results() == replay(curves, lambda: Monitor(patience=1, restore_best_weights=True))
+        True
+        >>> result.summary.epochs_run, result.engine
+        (3.5, 'scan')
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of 'raise', 'skip', got {on_error!r}")

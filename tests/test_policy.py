@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 
 from earlystop_core import Monitor, StopReason
 from earlystop_core.errors import MissingMetricError, StateError
-from earlystop_core.policy import FEATURES, FORMAT, VERSION, LearnedPolicy, PolicyError, fit_policy, recommended_policy
+from earlystop_core.policy import FEATURES, FORMAT, VERSION, LearnedPolicy, PolicyError, recommended_policy
 from earlystop_core.policy_features import FAMILIES, LOG_FLOOR, FeatureTracker
 from earlystop_core.policy_fit import (
     fit_logistic,
+    fit_policy,
     group_folds,
     patience_outcome,
     read_runs_meta,
