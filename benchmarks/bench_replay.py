@@ -5,8 +5,8 @@ Run: python benchmarks/bench_replay.py [--runs 1000] [--epochs 200] [--repeats 7
 The bank is synthetic and seeded: noisy decaying validation losses (some
 turning up again: overfitting), a matching accuracy and a test accuracy, every
 run ``--epochs`` long. Each strategy is replayed by
-``earlystop_core.replay.replay`` (a fresh ``Monitor`` per run, one
-``update`` per epoch) and by ``earlystop_core.vectorized.evaluate`` on a
+``earlystop_core.replay.scalar.replay`` (a fresh ``Monitor`` per run, one
+``update`` per epoch) and by ``earlystop_core.replay.engine.evaluate`` on a
 ``Bank`` packed once (packing is timed apart: a bank is packed once and
 evaluated under many strategies). Both give identical per-run results (checked
 here too). Repetitions are interleaved and medians reported, with the garbage
@@ -29,8 +29,11 @@ from typing import Any
 import numpy as np
 
 from earlystop_core.monitor import Monitor
-from earlystop_core.replay import replay
-from earlystop_core.vectorized import Bank, evaluate
+from earlystop_core.replay.bank import Bank
+
+#: The first is the headline (the FINDINGS protocol); the last is the slowest case, two stepped bests.
+from earlystop_core.replay.engine import evaluate
+from earlystop_core.replay.scalar import replay
 
 #: The first is the headline (the FINDINGS protocol); the last is the slowest case, two stepped bests.
 STRATEGIES: dict[str, dict[str, Any]] = {

@@ -10,28 +10,28 @@ Examples:
     [False, False, False, True]
 """
 
-from earlystop_core.adaptive import DynamicPatience, RelativePatience
-from earlystop_core.auto_patience import AutoPatience, suggest_patience
 from earlystop_core.config import MonitorConfig
 from earlystop_core.decision import Decision, StopReason
 from earlystop_core.errors import FormatError, MissingMetricError, StateError
 from earlystop_core.modes import infer_mode
 from earlystop_core.monitor import Monitor
-from earlystop_core.plateau import ReduceLROnPlateau
-from earlystop_core.policy import LearnedPolicy, PolicyError, recommended_policy
-from earlystop_core.prechelt import GL, PQ, UP
-from earlystop_core.rules import AllOf, AnyOf, Patience, Rule, never
+from earlystop_core.policy.learned import LearnedPolicy, PolicyError, recommended_policy
+from earlystop_core.rules.adaptive import DynamicPatience, RelativePatience
+from earlystop_core.rules.auto_patience import AutoPatience, suggest_patience
+from earlystop_core.rules.base import AllOf, AnyOf, Patience, Rule, never
+from earlystop_core.rules.plateau import ReduceLROnPlateau
+from earlystop_core.rules.prechelt import GL, PQ, UP
+from earlystop_core.rules.trend import Stalled
 from earlystop_core.signals import WeightedScore
-from earlystop_core.trend import Stalled
 
 # The replay tools import numpy; load them only when asked for, so that
 # `from earlystop_core import Monitor` stays free of numpy.
 _LAZY = {
-    "Bank": "earlystop_core.vectorized",
-    "Evaluation": "earlystop_core.vectorized",
-    "evaluate": "earlystop_core.vectorized",
-    "fit_policy": "earlystop_core.policy_fit",
-    "load_any": "earlystop_core.formats",
+    "Bank": "earlystop_core.replay.bank",
+    "Evaluation": "earlystop_core.replay.engine",
+    "evaluate": "earlystop_core.replay.engine",
+    "fit_policy": "earlystop_core.policy.fit",
+    "load_any": "earlystop_core.formats.readers",
 }
 
 

@@ -1,7 +1,7 @@
 """How ``Monitor(policy=...)`` reaches the learned policy without importing it.
 
 The learned policy sits above the Monitor (``LearnedPolicy.make_monitor``
-builds one), so the Monitor cannot import it back. :mod:`earlystop_core.policy`
+builds one), so the Monitor cannot import it back. :mod:`earlystop_core.policy.learned`
 registers its resolver here when it is imported, which ``import
 earlystop_core`` always does, so the dependency points one way.
 """
@@ -28,6 +28,6 @@ def resolve(policy: Any, options: Mapping[str, Any]) -> dict[str, Any]:
         >>> resolve("recommended", {"monitor": "val_loss", "rule": None, "patience": 0})["keep_best_by"]
         'val_accuracy'
     """
-    if not _resolver:  # only if earlystop_core.policy failed to import
-        raise RuntimeError("Monitor(policy=...) needs earlystop_core.policy, which is not imported")
+    if not _resolver:  # only if earlystop_core.policy.learned failed to import
+        raise RuntimeError("Monitor(policy=...) needs earlystop_core.policy.learned, which is not imported")
     return _resolver[0](policy, options)

@@ -18,7 +18,7 @@ from typing import Any
 
 from earlystop_core.curves import epochs, sample_curves_path
 from earlystop_core.monitor import Monitor
-from earlystop_core.strategy import parse_strategy
+from earlystop_core.replay.strategy import parse_strategy
 
 #: Named strategies; ``default`` is the library's recommendation (see docs/replay.md).
 PRESETS = {
@@ -132,7 +132,7 @@ def _bank_arguments(parser: argparse.ArgumentParser, path_required: bool = False
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from earlystop_core.vectorized import Bank
+    from earlystop_core.replay.bank import Bank
 
     bank = _bank(args.path)
     specs = args.strategy or COMPARISON
@@ -155,7 +155,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _evaluate(bank: Any, spec: str, args: argparse.Namespace) -> Any:
     """Replay a strategy over the bank; runs it cannot replay are skipped, and said so on stderr."""
-    from earlystop_core.vectorized import evaluate
+    from earlystop_core.replay.engine import evaluate
 
     strategy = _strategy(spec, args)
     options = {"target": args.target, "target_mode": args.target_mode, "reference": args.monitor}
@@ -212,8 +212,8 @@ def _table(rows: list[dict[str, Any]], target: str, bank: Any) -> str:
 
 
 def _bank(path: str | None) -> Any:
-    from earlystop_core.formats import load_any
-    from earlystop_core.vectorized import Bank
+    from earlystop_core.formats.readers import load_any
+    from earlystop_core.replay.bank import Bank
 
     return Bank.from_curves(load_any(path if path is not None else sample_curves_path()))
 
@@ -282,8 +282,8 @@ def _tune(args: argparse.Namespace) -> int:
 
 def _learn(bank: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Fit a policy within ``--max-regret`` (cross-validated by group), save it, and replay it on the same runs."""
-    from earlystop_core.policy_fit import fit_policy, read_runs_meta
-    from earlystop_core.vectorized import evaluate
+    from earlystop_core.policy.fit import fit_policy, read_runs_meta
+    from earlystop_core.replay.engine import evaluate
 
     curves = bank.curves()
     runs = _runs_file(args)
@@ -365,8 +365,8 @@ def _plot_front(rows: list[dict[str, Any]], front: list[dict[str, Any]], pick: d
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from earlystop_core.formats import load_any
-    from earlystop_core.replay import replay_run
+    from earlystop_core.formats.readers import load_any
+    from earlystop_core.replay.scalar import replay_run
 
     curves = load_any(args.path)
     if args.run_id not in curves:
@@ -433,7 +433,7 @@ class _Progress:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from earlystop_core.formats import load_any
+    from earlystop_core.formats.readers import load_any
 
     curves = load_any(args.path or sample_curves_path())
     run = args.run_id if args.run_id is not None else next(iter(curves))

@@ -8,8 +8,9 @@ from typing import Any
 
 from earlystop_core._validate import check_bool, check_choice, check_int, check_real
 from earlystop_core.modes import Mode, resolve_mode
-from earlystop_core.plateau import ReduceLROnPlateau
-from earlystop_core.rules import Rule
+from earlystop_core.rules.base import Rule
+from earlystop_core.rules.plateau import ReduceLROnPlateau
+from earlystop_core.signals import WeightedScore
 
 ON_MISSING = ("raise", "skip")
 MIN_DELTA_MODES = ("abs", "rel")
@@ -79,8 +80,6 @@ class MonitorConfig:
         keep_best_mode: str = "auto",
     ) -> MonitorConfig:
         """Validate every argument, with a message naming the argument and the fix."""
-        from earlystop_core.signals import WeightedScore  # signals import this module's neighbours
-
         metric_modes: dict[str, Mode] | None = None
         if isinstance(monitor, Mapping):
             score = WeightedScore(monitor, mode, normalize)

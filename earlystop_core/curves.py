@@ -1,20 +1,14 @@
-"""Recorded learning curves: read the long CSV format (``run,epoch,<metrics...>``).
+"""A recorded learning curve as data: ``{metric: values by epoch}``, the bundled sample, the oracle epoch.
 
-This is the format of the project's curve banks; the replay tool builds on it.
+The readers of :mod:`earlystop_core.formats` return curves; the replay tools read them.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import math
-import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
-
-from earlystop_core.errors import FormatError
 
 Curve = dict[str, list[float]]
 
@@ -29,79 +23,6 @@ def sample_curves_path() -> Path:
     return Path(str(resources.files("earlystop_core.data") / "sample_curves.csv.gz"))
 
 
-def load_curves(path: str | Path) -> dict[str, Curve]:
-    """Read a long CSV (optionally gzipped) into ``{run: {metric: values by epoch}}``.
-
-    Epochs of each run must be 0, 1, 2, ... in order (so no epoch can reach
-    past the rows the file holds); empty cells and ``nan`` are read as NaN; a
-    UTF-8 byte order mark is skipped.
-
-    Raises:
-        FormatError: The file is malformed (the message names its file, line and column).
-
-    Examples:
-        >>> curves = load_curves(sample_curves_path())
-        >>> len(curves), sorted(curves["0"])[:3]
-        (120, ['accuracy', 'loss', 'test_accuracy'])
-    """
-    path = Path(path)
-    try:
-        return _read(path)
-    except UnicodeDecodeError:
-        raise FormatError(path, None, None, "not UTF-8 text") from None
-    except (csv.Error, EOFError, gzip.BadGzipFile, zlib.error) as error:
-        raise FormatError(path, None, None, f"unreadable ({type(error).__name__}: {error})") from None
-
-
-def _read(path: Path) -> dict[str, Curve]:
-    runs: dict[str, Curve] = {}
-    with _open_text(path) as stream:
-        reader = csv.reader(stream)
-        header = next(reader, None)
-        if header is None or header[:2] != ["run", "epoch"] or len(header) < 3:
-            raise FormatError(path, 1, None, f"expected a header 'run,epoch,<metric>,...', got {header!r}")
-        metrics = header[2:]
-        for row in reader:
-            line = reader.line_num
-            if len(row) != len(header):
-                raise FormatError(path, line, None, f"expected {len(header)} columns, got {len(row)}")
-            run, epoch = row[0], _parse_epoch(path, line, row[1])
-            curve = runs.setdefault(run, {name: [] for name in metrics})
-            expected = len(curve[metrics[0]])
-            if epoch != expected:
-                raise FormatError(path, line, 2, f"run {run!r} jumps to epoch {epoch}, expected epoch {expected}")
-            for column, (name, cell) in enumerate(zip(metrics, row[2:], strict=True), start=3):
-                curve[name].append(_parse_value(path, line, column, cell))
-    return runs
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    # utf-8-sig: a file saved by Excel or Notepad starts with a byte order mark, which plain utf-8 would glue to
-    # the first column's name ('\ufeffrun'), refusing the header; without a mark it reads as utf-8.
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
-
-
-def _parse_epoch(path: Path, line: int, cell: str) -> int:
-    try:
-        epoch = int(cell)
-    except ValueError:
-        raise FormatError(path, line, 2, f"epoch must be an integer, got {cell!r}") from None
-    if epoch < 0:
-        raise FormatError(path, line, 2, f"epoch must be >= 0, got {epoch}")
-    return epoch
-
-
-def _parse_value(path: Path, line: int, column: int, cell: str) -> float:
-    if cell == "":
-        return math.nan
-    try:
-        return float(cell)
-    except ValueError:
-        raise FormatError(path, line, column, f"expected a number, got {cell!r}") from None
-
-
 def epochs(curve: Curve) -> Iterator[dict[str, float]]:
     """The curve as one logs dict per epoch, as a training loop would log them.
 
@@ -112,3 +33,27 @@ def epochs(curve: Curve) -> Iterator[dict[str, float]]:
     names = list(curve)
     for values in zip(*(curve[name] for name in names), strict=True):
         yield dict(zip(names, values, strict=True))
+
+
+def best_epoch(values: Sequence[float], mode: str = "min") -> int:
+    """The first epoch holding the best value; non-finite values never count.
+
+    Raises:
+        ValueError: No value is finite.
+
+    Examples:
+        >>> best_epoch([0.5, 0.3, 0.3, 0.4]), best_epoch([0.5, 0.7, 0.7], "max")
+        (1, 1)
+    """
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be one of 'min', 'max', got {mode!r}")
+    sign = 1.0 if mode == "min" else -1.0
+    best: int | None = None
+    best_value = math.inf
+    for epoch, value in enumerate(values):
+        signed = sign * value
+        if math.isfinite(signed) and signed < best_value:
+            best, best_value = epoch, signed
+    if best is None:
+        raise ValueError(f"no finite value among {len(values)} epoch(s): there is no best epoch")
+    return best

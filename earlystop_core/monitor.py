@@ -30,8 +30,9 @@ from earlystop_core._values import ABSENT, coerce_metric, lookup
 from earlystop_core.config import MonitorConfig
 from earlystop_core.decision import Decision, StopReason
 from earlystop_core.errors import MissingMetricError, StateError, missing_keep_metric
-from earlystop_core.plateau import ReduceLROnPlateau
-from earlystop_core.rules import AllOf, AnyOf, Rule, own_copy
+from earlystop_core.rules.auto_patience import AutoPatience
+from earlystop_core.rules.base import AllOf, AnyOf, Rule, own_copy
+from earlystop_core.rules.plateau import ReduceLROnPlateau
 from earlystop_core.signals import WeightedScore
 from earlystop_core.state import FORMAT as STATE_FORMAT
 from earlystop_core.state import MonitorState, dump_state, load_state
@@ -116,7 +117,7 @@ class Monitor:
             epoch is still the best *raw* one. 0 turns smoothing off.
         normalize: For a weighted score: ``None`` or ``"initial"`` (divide
             each metric by its first value).
-        rule: A stopping :class:`~earlystop_core.rules.Rule` replacing fixed
+        rule: A stopping :class:`~earlystop_core.rules.base.Rule` replacing fixed
             patience, e.g. ``Patience(20) | GL(5)``.
         max_epochs: The planned number of epochs (for ``patience="auto"``).
         n_samples: Training-set size (for ``patience="auto"``).
@@ -150,7 +151,7 @@ class Monitor:
             :class:`~earlystop_core.LearnedPolicy`. The Monitor settings it
             was fitted under (e.g. ``keep_best_by="val_accuracy"``) fill in
             the arguments left at their defaults; see
-            :func:`~earlystop_core.policy.with_policy`.
+            :func:`~earlystop_core.policy.learned.with_policy`.
 
     Examples:
         >>> m = Monitor(monitor="val_loss", patience=2, restore_best_weights=True)
@@ -920,8 +921,6 @@ def _check_finite_memory(rule: Rule) -> None:
 def _own_rule(config: MonitorConfig) -> Rule | None:
     """The monitor's private, mutable copy of its rule (the user's object stays untouched)."""
     if config.patience == "auto":
-        from earlystop_core.auto_patience import AutoPatience
-
         assert config.max_epochs is not None
         return AutoPatience(config.max_epochs, config.n_samples)
     return None if config.rule is None else own_copy(config.rule)

@@ -41,8 +41,8 @@ def test_replay_json_has_the_documented_keys_as_fractions(capsys: pytest.Capture
 
 def test_replay_equals_the_scalar_monitor_loop(capsys: pytest.CaptureFixture[str]) -> None:
     from earlystop_core import Monitor
-    from earlystop_core.curves import load_curves
-    from earlystop_core.replay import replay, summarize
+    from earlystop_core.formats.long_csv import load_curves
+    from earlystop_core.replay.scalar import replay, summarize
 
     _, out, _ = run(capsys, "replay", "--strategy", "patience=7,min_delta=0.001", "--json")
     (row,) = json.loads(out)
@@ -95,7 +95,7 @@ def test_plot_writes_a_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
 
 def test_presets_parse_into_the_monitors_they_name() -> None:
     from earlystop_core import LearnedPolicy, Monitor, Patience, Stalled, recommended_policy
-    from earlystop_core.strategy import parse_strategy
+    from earlystop_core.replay.strategy import parse_strategy
 
     default = Monitor(**parse_strategy(PRESETS["default"]))
     assert default.rule == recommended_policy() and isinstance(default.rule, LearnedPolicy)

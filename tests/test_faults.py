@@ -611,7 +611,7 @@ def _reachable_anyway(state: dict[str, Any], path: tuple[Any, ...], label: str) 
 
 
 def test_a_bom_is_read_in_runs_csv_and_a_policy_file(tmp_path: Path) -> None:
-    from earlystop_core.policy_fit import read_runs_meta
+    from earlystop_core.policy.fit import read_runs_meta
 
     runs = tmp_path / "runs.csv"
     runs.write_bytes(b"\xef\xbb\xbfrun,problem\n0,a\n")
@@ -666,7 +666,7 @@ def test_a_rule_of_ones_own_that_raises_leaves_the_monitor_and_the_rule_as_they_
 
 def test_a_policy_file_with_a_changed_weight_is_refused(tmp_path: Path) -> None:
     """A flipped digit in a saved policy's weight would change every decision without a word."""
-    from earlystop_core.policy import PolicyError
+    from earlystop_core.policy.learned import PolicyError
 
     path = tmp_path / "policy.json"
     recommended_policy().save(path)

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from earlystop_core.curves import load_curves
-from earlystop_core.formats import (
+from earlystop_core.formats.long_csv import load_curves
+from earlystop_core.formats.readers import (
     FormatError,
     detect_format,
     load_any,

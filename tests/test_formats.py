@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from earlystop_core import Monitor
-from earlystop_core.curves import load_curves
-from earlystop_core.formats import (
+from earlystop_core.formats.long_csv import load_curves
+from earlystop_core.formats.readers import (
     FormatError,
     detect_format,
     load_any,
@@ -22,8 +22,9 @@ from earlystop_core.formats import (
     load_lightning_csv,
     load_long_csv,
 )
-from earlystop_core.replay import replay
-from earlystop_core.vectorized import Bank, evaluate
+from earlystop_core.replay.bank import Bank
+from earlystop_core.replay.engine import evaluate
+from earlystop_core.replay.scalar import replay
 
 NAN = math.nan
 

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from earlystop_core import MissingMetricError, Monitor, StateError, StopReason
-from earlystop_core.replay import replay_run
-from earlystop_core.vectorized import evaluate
+from earlystop_core.replay.engine import evaluate
+from earlystop_core.replay.scalar import replay_run
 
 SETTINGS = settings(deadline=None, max_examples=150)
 LOSS = st.integers(1, 12).map(lambda k: k / 4)

@@ -17,9 +17,8 @@ from hypothesis import strategies as st
 
 from earlystop_core import Monitor, StopReason
 from earlystop_core.errors import MissingMetricError, StateError
-from earlystop_core.policy import FEATURES, FORMAT, VERSION, LearnedPolicy, PolicyError, recommended_policy
-from earlystop_core.policy_features import FAMILIES, LOG_FLOOR, FeatureTracker
-from earlystop_core.policy_fit import (
+from earlystop_core.policy.features import FAMILIES, LOG_FLOOR, FeatureTracker
+from earlystop_core.policy.fit import (
     fit_logistic,
     fit_policy,
     group_folds,
@@ -28,8 +27,9 @@ from earlystop_core.policy_fit import (
     record_runs,
     simulate,
 )
-from earlystop_core.replay import replay, replay_run
-from earlystop_core.rules import Rule
+from earlystop_core.policy.learned import FEATURES, FORMAT, VERSION, LearnedPolicy, PolicyError, recommended_policy
+from earlystop_core.replay.scalar import replay, replay_run
+from earlystop_core.rules.base import Rule
 
 ALL = tuple(FEATURES)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -426,7 +426,7 @@ def test_the_recommended_policy_runs_and_does_not_import_numpy() -> None:
     policy = recommended_policy()
     assert not policy.needs_budget and policy.features
     code = (
-        "import sys; from earlystop_core import Monitor; from earlystop_core.policy import recommended_policy;"
+        "import sys; from earlystop_core import Monitor; from earlystop_core.policy.learned import recommended_policy;"
         "m = Monitor(rule=recommended_policy(), restore_best_weights=True);"
         "[m.update({'val_loss': 1.0 / (1 + t), 'loss': 0.5, 'val_accuracy': 0.8}) for t in range(30)];"
         "print('numpy' in sys.modules)"
@@ -613,7 +613,7 @@ def test_the_recommended_policy_is_what_the_documented_fit_gives_on_the_dev_bank
     bank = Path(__file__).resolve().parents[2] / "shared" / "curves" / "dev"
     if not (bank / "curves.csv.gz").exists():
         pytest.skip(f"the dev curve bank is not at {bank}")
-    from earlystop_core.curves import load_curves
+    from earlystop_core.formats.long_csv import load_curves
 
     fitted = fit_policy(
         load_curves(bank / "curves.csv.gz"),

@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from earlystop_core import GL, PQ, UP, Monitor, Patience, Rule, Stalled
-from earlystop_core.curves import load_curves
-from earlystop_core.replay import (
+from earlystop_core.curves import best_epoch
+from earlystop_core.formats.long_csv import load_curves
+from earlystop_core.replay.scalar import (
     RunResult,
     Summary,
-    best_epoch,
     paired_bootstrap,
     replay,
     replay_run,

@@ -17,9 +17,11 @@ from hypothesis import strategies as st
 
 from earlystop_core import GL, Monitor, Patience, ReduceLROnPlateau
 from earlystop_core._float32 import less32
-from earlystop_core.curves import load_curves, sample_curves_path
-from earlystop_core.replay import RunResult, replay, summarize
-from earlystop_core.vectorized import Bank, Evaluation, evaluate, fallback_reason
+from earlystop_core.curves import sample_curves_path
+from earlystop_core.formats.long_csv import load_curves
+from earlystop_core.replay.bank import Bank
+from earlystop_core.replay.engine import Evaluation, evaluate, fallback_reason
+from earlystop_core.replay.scalar import RunResult, replay, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 BANK = ROOT.parent / "shared" / "curves" / "dev"
@@ -195,7 +197,7 @@ def test_a_guard_at_the_stop_epoch_wins_and_its_epoch_is_never_kept(engine: str)
     start=st.integers(0, 3),
 )
 def test_the_smoothed_values_are_the_monitors_bit_for_bit(values: list[float], factor: float, start: int) -> None:
-    from earlystop_core.vectorized import _tracked
+    from earlystop_core.replay.engine import _tracked
 
     monitor = Monitor(patience=10**6, smoothing=factor, start_from_epoch=start)
     expected = []
@@ -392,7 +394,7 @@ def test_every_monitor_option_is_classified_for_the_engine() -> None:
     import inspect
 
     from earlystop_core import MonitorConfig
-    from earlystop_core.vectorized import ENGINE_SUPPORT
+    from earlystop_core.replay.engine import ENGINE_SUPPORT
 
     fields = [field.name for field in dataclasses.fields(MonitorConfig)]
     assert list(ENGINE_SUPPORT) == fields

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from earlystop_core.curves import load_curves
-from earlystop_core.policy_fit import read_runs_meta
-from earlystop_core.replay import paired_bootstrap
-from earlystop_core.vectorized import Bank, Evaluation, evaluate
+from earlystop_core.formats.long_csv import load_curves
+from earlystop_core.policy.fit import read_runs_meta
+from earlystop_core.replay.bank import Bank
+from earlystop_core.replay.engine import Evaluation, evaluate
+from earlystop_core.replay.scalar import paired_bootstrap
 
 DEFAULT_BANK = Path(__file__).resolve().parents[3] / "shared" / "curves" / "dev"
 PATIENCES = (5, 8, 10, 15, 20, 30, 10**6)

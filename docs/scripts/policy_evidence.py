@@ -5,11 +5,11 @@ Run from anywhere:
     python docs/scripts/policy_evidence.py [--bank PATH] [--jobs 2] [--out docs/policy.md] [--write-default]
 
 Leave-one-problem-out: for each of the bank's 10 problems, a policy is fitted
-with :func:`earlystop_core.policy_fit.fit_recorded` on the runs of the other 9
+with :func:`earlystop_core.policy.fit.fit_recorded` on the runs of the other 9
 (which itself picks the threshold and waits by leave-one-problem-out
 cross-validation inside those 9), then every run of the held-out problem is
 replayed through a real ``Monitor(rule=policy, restore_best_weights=True)``
-with :func:`earlystop_core.replay.replay_run`. So every figure for a learned
+with :func:`earlystop_core.replay.scalar.replay_run`. So every figure for a learned
 policy is for problems it never saw, and its threshold was never tuned on
 them. Baselines are replayed the same way. Protocol as in FINDINGS: the oracle
 is the lowest-val_loss epoch of the whole run, regret = test_accuracy[oracle] −
@@ -17,7 +17,7 @@ test_accuracy[kept], saved = (n − 1 − stop) / n; comparisons are paired run 
 run with 95% bootstrap intervals (2,000 resamples, seed 0).
 
 ``--write-default`` also refits the recommended configuration on all 1,200
-runs and writes ``earlystop_core/policy_default.py``. The output is
+runs and writes ``earlystop_core/policy/default.py``. The output is
 deterministic; timings go to stderr (and a summary line into the report).
 """
 
@@ -38,11 +38,11 @@ from typing import Any
 import numpy as np
 
 from earlystop_core import Monitor, Patience, Stalled
-from earlystop_core.curves import load_curves
-from earlystop_core.policy import LearnedPolicy
-from earlystop_core.policy_features import FAMILIES, FeatureTracker
-from earlystop_core.policy_fit import RunRecord, fit_recorded, group_folds, read_runs_meta, record_runs, simulate
-from earlystop_core.replay import paired_bootstrap, replay_run
+from earlystop_core.formats.long_csv import load_curves
+from earlystop_core.policy.features import FAMILIES, FeatureTracker
+from earlystop_core.policy.fit import RunRecord, fit_recorded, group_folds, read_runs_meta, record_runs, simulate
+from earlystop_core.policy.learned import LearnedPolicy
+from earlystop_core.replay.scalar import paired_bootstrap, replay_run
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BANK = ROOT.parent / "shared" / "curves" / "dev"
@@ -356,7 +356,8 @@ def draw_pareto(learned: Mapping[str, Outcome], path: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    from earlystop_core.vectorized import Bank, evaluate
+    from earlystop_core.replay.bank import Bank
+    from earlystop_core.replay.engine import evaluate
 
     bank = Bank.from_curves(_CURVES)
     figure, axes = plt.subplots(figsize=(7.5, 4.8))
@@ -399,7 +400,7 @@ def draw_pareto(learned: Mapping[str, Outcome], path: Path) -> None:
 
 
 def write_default(policy: LearnedPolicy) -> None:
-    """Write ``earlystop_core/policy_default.py`` holding the recommended policy as a JSON-like dict."""
+    """Write ``earlystop_core/policy/default.py`` holding the recommended policy as a JSON-like dict."""
     literal = json.dumps(policy.to_json(), indent=4)
     literal = literal.replace(": true", ": True").replace(": false", ": False").replace(": null", ": None")
     DEFAULT_MODULE.write_text(

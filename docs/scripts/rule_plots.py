@@ -3,7 +3,7 @@
 Each figure ``docs/figures/rule_<name>.png`` shows the validation loss of the same
 three runs (a smooth one, a noisy one, and one whose learning rate is too high, so
 its validation loss spikes after epoch 0), replayed through the library's own
-``Monitor`` with ``earlystop_core.replay.replay_run``: a vertical line where the rule
+``Monitor`` with ``earlystop_core.replay.scalar.replay_run``: a vertical line where the rule
 stops, a marker at the epoch it keeps (restores), and a star at the best
 validation-loss epoch in hindsight. The pages ``docs/rules/<name>.md`` show them.
 
@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from earlystop_core import GL, PQ, UP, DynamicPatience, Monitor, Patience, RelativePatience, Stalled  # noqa: E402
-from earlystop_core.curves import load_curves  # noqa: E402
-from earlystop_core.replay import best_epoch, replay_run  # noqa: E402
+from earlystop_core.curves import best_epoch  # noqa: E402
+from earlystop_core.formats.long_csv import load_curves  # noqa: E402
+from earlystop_core.replay.scalar import replay_run  # noqa: E402
 
 DEFAULT_BANK = ROOT.parent / "shared" / "curves" / "dev"
 

@@ -6,7 +6,7 @@ Run from anywhere:
 
 The bank (default: ``../shared/curves/dev`` relative to the repository root)
 holds ``curves.csv.gz`` and ``runs.csv``. Every strategy is the library's own
-``Monitor``, replayed on every run with :func:`earlystop_core.replay.replay_run`
+``Monitor``, replayed on every run with :func:`earlystop_core.replay.scalar.replay_run`
 and measured by the FINDINGS protocol: the oracle is the lowest ``val_loss``
 epoch of the whole run for *every* strategy (one yardstick, so strategies
 watching other quantities are comparable run by run), regret is
@@ -37,9 +37,10 @@ from typing import Any
 import numpy as np
 
 from earlystop_core import GL, PQ, UP, DynamicPatience, Monitor, Patience, RelativePatience, Stalled, never
-from earlystop_core.auto_patience import suggest_patience, volatility
-from earlystop_core.curves import load_curves
-from earlystop_core.replay import best_epoch, paired_bootstrap, replay_run
+from earlystop_core.curves import best_epoch
+from earlystop_core.formats.long_csv import load_curves
+from earlystop_core.replay.scalar import paired_bootstrap, replay_run
+from earlystop_core.rules.auto_patience import suggest_patience, volatility
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BANK = ROOT.parent / "shared" / "curves" / "dev"
@@ -785,7 +786,7 @@ def report(rows: Sequence[Row], with_figure: bool) -> str:
         f"{total:,} real runs of small MLPs on ten classification problems (Proben1, scikit-learn digits and "
         "breast cancer), each trained for a fixed 100 or 200 epochs with no early stopping, so any rule can be "
         "replayed offline. Every rule below is the library's own `Monitor`, fed one epoch at a time by "
-        "`earlystop_core.replay.replay_run`, exactly as a training loop would feed it; no row of the table is a "
+        "`earlystop_core.replay.scalar.replay_run`, exactly as a training loop would feed it; no row of the table is a "
         "script-side variant (the one script-side figure, restoring the best *smoothed* epoch, is marked as such).\n"
     )
     add(

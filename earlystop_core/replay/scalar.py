@@ -18,7 +18,7 @@ kept, and compare with hindsight. Per run:
   epoch (positive = better): the effect against training to the end.
 
 This is the simple, scalar replay (one Python call per epoch, exactly the
-Monitor users run). :func:`earlystop_core.vectorized.evaluate` gives the same
+Monitor users run). :func:`earlystop_core.replay.engine.evaluate` gives the same
 results for a whole bank at once, vectorised with numpy across runs when the
 strategy allows. Compare two rules run by run with
 :func:`paired_bootstrap`: regret is heavy-tailed, so unpaired means differ by
@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from earlystop_core.curves import best_epoch
 from earlystop_core.modes import Mode, resolve_mode
 from earlystop_core.monitor import Monitor
 from earlystop_core.signals import WeightedScore
@@ -48,7 +49,6 @@ from earlystop_core.signals import WeightedScore
 __all__ = [
     "RunResult",
     "Summary",
-    "best_epoch",
     "paired_bootstrap",
     "replay",
     "replay_run",
@@ -104,30 +104,6 @@ class Summary:
     gain: float
 
 
-def best_epoch(values: Sequence[float], mode: str = "min") -> int:
-    """The first epoch holding the best value; non-finite values never count.
-
-    Raises:
-        ValueError: No value is finite.
-
-    Examples:
-        >>> best_epoch([0.5, 0.3, 0.3, 0.4]), best_epoch([0.5, 0.7, 0.7], "max")
-        (1, 1)
-    """
-    if mode not in ("min", "max"):
-        raise ValueError(f"mode must be one of 'min', 'max', got {mode!r}")
-    sign = 1.0 if mode == "min" else -1.0
-    best: int | None = None
-    best_value = math.inf
-    for epoch, value in enumerate(values):
-        signed = sign * value
-        if math.isfinite(signed) and signed < best_value:
-            best, best_value = epoch, signed
-    if best is None:
-        raise ValueError(f"no finite value among {len(values)} epoch(s): there is no best epoch")
-    return best
-
-
 def replay_run(
     curve: Mapping[str, Sequence[float]],
     make_monitor: Callable[[], Monitor],
@@ -145,7 +121,7 @@ def replay_run(
     if it never does, :meth:`Monitor.finish` gives the final decision.
 
     Args:
-        curve: ``{metric: values by epoch}``, as :func:`~earlystop_core.curves.load_curves` returns.
+        curve: ``{metric: values by epoch}``, as :func:`~earlystop_core.formats.long_csv.load_curves` returns.
         make_monitor: Builds a fresh :class:`~earlystop_core.Monitor` (called once).
         target: The metric to judge the kept epoch by (never shown to the monitor's decision
             unless the monitor itself reads it).

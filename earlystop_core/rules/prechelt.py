@@ -18,7 +18,7 @@ from earlystop_core._json import float_from_json, float_to_json, floats_from_jso
 from earlystop_core._validate import check_int, check_positive
 from earlystop_core._values import coerce_metric
 from earlystop_core.errors import MissingMetricError, StateError
-from earlystop_core.rules import Rule
+from earlystop_core.rules.base import Rule
 
 
 def generalization_loss(value: float, best: float | None) -> float:

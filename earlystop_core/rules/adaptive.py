@@ -19,7 +19,7 @@ from earlystop_core._json import float_from_json, float_to_json
 from earlystop_core._validate import check_int, check_real
 from earlystop_core.decision import StopReason
 from earlystop_core.errors import StateError
-from earlystop_core.rules import Rule
+from earlystop_core.rules.base import Rule
 
 
 class DynamicPatience(Rule):

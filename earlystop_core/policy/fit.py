@@ -1,4 +1,4 @@
-"""Fitting a :class:`~earlystop_core.policy.LearnedPolicy` on recorded runs (numpy; not on any hot path).
+"""Fitting a :class:`~earlystop_core.policy.learned.LearnedPolicy` on recorded runs (numpy; not on any hot path).
 
 Three steps:
 
@@ -36,12 +36,12 @@ import numpy as np
 import numpy.typing as npt
 
 from earlystop_core._validate import check_int, check_positive, check_real
+from earlystop_core.curves import best_epoch
 from earlystop_core.modes import resolve_mode
 from earlystop_core.monitor import Monitor
-from earlystop_core.policy import LearnedPolicy
-from earlystop_core.policy_features import FEATURES, FeatureTracker, check_metric_name
-from earlystop_core.replay import best_epoch
-from earlystop_core.rules import Rule
+from earlystop_core.policy.features import FEATURES, FeatureTracker, check_metric_name
+from earlystop_core.policy.learned import LearnedPolicy
+from earlystop_core.rules.base import Rule
 
 __all__ = [
     "DEFAULT_MAX_WAITS",
@@ -201,7 +201,7 @@ def record_runs(
     """Replay every run through a recording Monitor (see the module docstring).
 
     Args:
-        curves: ``{run: {metric: values by epoch}}``, as :func:`~earlystop_core.curves.load_curves` returns.
+        curves: ``{run: {metric: values by epoch}}``, as :func:`~earlystop_core.formats.long_csv.load_curves` returns.
         monitor: The monitored metric.
         mode: Its direction (``"auto"`` infers it from the name).
         target: The metric regret is measured on (e.g. test accuracy).
@@ -700,7 +700,7 @@ def fit_policy(
 
     Args:
         curves: ``{run: {metric: values by epoch}}``
-            (:func:`~earlystop_core.curves.load_curves`). Each run should have
+            (:func:`~earlystop_core.formats.long_csv.load_curves`). Each run should have
             run its full budget: the oracle is its best epoch.
         runs_meta: ``{run: {column: value}}`` or the path of a ``runs.csv``;
             its ``problem`` column gives the groups and ``epochs`` the budgets.

@@ -18,7 +18,7 @@ from earlystop_core._json import float_to_json, floats_from_json
 from earlystop_core._validate import check_int, check_real
 from earlystop_core.decision import StopReason
 from earlystop_core.errors import StateError
-from earlystop_core.rules import Rule
+from earlystop_core.rules.base import Rule
 
 SMALL_DATA = 10_000
 LARGE_DATA = 100_000

@@ -1,8 +1,8 @@
 """A stopping policy learned from past runs: logistic regression on what a Monitor sees online.
 
-:class:`LearnedPolicy` is a :class:`~earlystop_core.rules.Rule`. Each epoch it
+:class:`LearnedPolicy` is a :class:`~earlystop_core.rules.base.Rule`. Each epoch it
 updates a few running sums (O(1) time and memory; see
-:mod:`earlystop_core.policy_features`), computes its features from the epochs
+:mod:`earlystop_core.policy.features`), computes its features from the epochs
 seen so far — never the future — and scores, with a fitted logistic model,
 how likely stopping *now* is to cost target accuracy (keeping the best
 weights so far, as a Monitor with ``restore_best_weights=True`` does, against
@@ -11,7 +11,7 @@ the best epoch of the whole run). It stops on a non-improving epoch once
 and always once ``wait >= max_wait``.
 
 ``Monitor(policy=...)`` decides with one (:func:`with_policy`);
-:func:`~earlystop_core.policy_fit.fit_policy` fits one on recorded curves, choosing the threshold and the
+:func:`~earlystop_core.policy.fit.fit_policy` fits one on recorded curves, choosing the threshold and the
 waits by cross-validation with whole groups of runs held out;
 :meth:`LearnedPolicy.save` and ``LearnedPolicy.load(path)`` keep it as
 versioned JSON. :func:`recommended_policy` is the one fitted on the project's
@@ -47,9 +47,9 @@ from earlystop_core.config import MonitorConfig
 from earlystop_core.errors import StateError
 from earlystop_core.modes import resolve_mode
 from earlystop_core.monitor import Monitor
-from earlystop_core.policy_default import RECOMMENDED
-from earlystop_core.policy_features import FAMILIES, FEATURES, FeatureTracker, check_metric_name
-from earlystop_core.rules import Rule
+from earlystop_core.policy.default import RECOMMENDED
+from earlystop_core.policy.features import FAMILIES, FEATURES, FeatureTracker, check_metric_name
+from earlystop_core.rules.base import Rule
 
 __all__ = [
     "FAMILIES",
@@ -83,7 +83,7 @@ class _Load:
     """``LearnedPolicy.load(path)`` reads a saved policy; ``policy.load(state)`` restores its memory.
 
     On the class, ``load`` is :meth:`LearnedPolicy.read`; on an instance it is
-    the :class:`~earlystop_core.rules.Rule` protocol's ``load(state)``, which a
+    the :class:`~earlystop_core.rules.base.Rule` protocol's ``load(state)``, which a
     Monitor's ``load_state_dict`` calls.
     """
 
@@ -100,7 +100,7 @@ class _Load:
 class LearnedPolicy(Rule):
     """Stop when a fitted logistic model says stopping now is unlikely to cost accuracy.
 
-    Build one with :func:`~earlystop_core.policy_fit.fit_policy`, ``LearnedPolicy.load(path)`` or
+    Build one with :func:`~earlystop_core.policy.fit.fit_policy`, ``LearnedPolicy.load(path)`` or
     :func:`recommended_policy`; the constructor takes the fitted numbers. The
     policy reads ``value``, ``best``, ``wait`` and ``improved`` as the Monitor
     passes them (signed: lower is better), and ``train_metric`` and
@@ -380,7 +380,7 @@ class LearnedPolicy(Rule):
             >>> LearnedPolicy.from_json({"format": "earlystop_core.LearnedPolicy", "version": 99})
             Traceback (most recent call last):
             ...
-            earlystop_core.policy.PolicyError: saved policy has version 99; this earlystop_core reads version 1
+            earlystop_core.policy.learned.PolicyError: saved policy has version 99; this earlystop_core reads version 1
         """
         if isinstance(data, str):
             try:

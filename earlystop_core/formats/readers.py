@@ -1,11 +1,11 @@
 """Read learning curves from the files training loops write, into ``{run: {metric: values by epoch}}``.
 
-Every reader returns what :func:`~earlystop_core.curves.load_curves` returns,
-so whatever was logged can be replayed (:mod:`earlystop_core.replay`) or
-packed into a :class:`~earlystop_core.vectorized.Bank`:
+Every reader returns what :func:`~earlystop_core.formats.long_csv.load_curves` returns,
+so whatever was logged can be replayed (:mod:`earlystop_core.replay.scalar`) or
+packed into a :class:`~earlystop_core.replay.bank.Bank`:
 
 * the long CSV ``run,epoch,<metrics...>`` of the project's curve banks
-  (:func:`load_long_csv`, which is :func:`~earlystop_core.curves.load_curves`);
+  (:func:`load_long_csv`, which is :func:`~earlystop_core.formats.long_csv.load_curves`);
 * a Keras ``CSVLogger`` file, ``epoch,<metrics...>``, one run
   (:func:`load_keras_csv`);
 * a Lightning ``CSVLogger`` ``metrics.csv``, sparse rows with ``epoch`` and
@@ -46,8 +46,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from earlystop_core.curves import load_curves
 from earlystop_core.errors import FormatError
+from earlystop_core.formats.long_csv import load_curves
 
 __all__ = [
     "FORMATS",
@@ -194,7 +194,7 @@ def _run_id(path: Path) -> str:
 
 
 def load_long_csv(path: str | os.PathLike[str]) -> Curves:
-    """Read the long CSV ``run,epoch,<metrics...>`` (:func:`~earlystop_core.curves.load_curves`).
+    """Read the long CSV ``run,epoch,<metrics...>`` (:func:`~earlystop_core.formats.long_csv.load_curves`).
 
     Examples:
         >>> from earlystop_core.curves import sample_curves_path

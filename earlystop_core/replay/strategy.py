@@ -14,12 +14,12 @@ import ast
 from collections.abc import Callable
 from typing import Any
 
-from earlystop_core.adaptive import DynamicPatience, RelativePatience
-from earlystop_core.auto_patience import AutoPatience
-from earlystop_core.policy import recommended_policy
-from earlystop_core.prechelt import GL, PQ, UP
-from earlystop_core.rules import Patience, Rule, never
-from earlystop_core.trend import Stalled
+from earlystop_core.policy.learned import recommended_policy
+from earlystop_core.rules.adaptive import DynamicPatience, RelativePatience
+from earlystop_core.rules.auto_patience import AutoPatience
+from earlystop_core.rules.base import Patience, Rule, never
+from earlystop_core.rules.prechelt import GL, PQ, UP
+from earlystop_core.rules.trend import Stalled
 
 RULES: dict[str, Callable[..., Rule]] = {
     "Patience": Patience,

@@ -9,7 +9,7 @@ from typing import Any
 from earlystop_core._json import float_to_json, floats_from_json
 from earlystop_core._validate import check_bool, check_int
 from earlystop_core.errors import StateError
-from earlystop_core.rules import Rule
+from earlystop_core.rules.base import Rule
 
 
 class Stalled(Rule):

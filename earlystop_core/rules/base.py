@@ -26,7 +26,7 @@ class Rule(abc.ABC):
     """A stopping rule. Combine rules with ``|`` (any) and ``&`` (all).
 
     Examples:
-        >>> from earlystop_core.prechelt import UP
+        >>> from earlystop_core.rules.prechelt import UP
         >>> rule = Patience(20) | (Patience(5) & UP(strips=2))
         >>> rule
         AnyOf(Patience(20), AllOf(Patience(5), UP(strips=2, strip=5)))

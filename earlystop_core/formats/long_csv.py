@@ -1,0 +1,89 @@
+"""The long CSV of the project's curve banks: ``run,epoch,<metrics...>``, one row per run and epoch."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+import zlib
+from pathlib import Path
+
+from earlystop_core.curves import Curve
+from earlystop_core.errors import FormatError
+
+__all__ = ["load_curves"]
+
+
+def load_curves(path: str | Path) -> dict[str, Curve]:
+    """Read a long CSV (optionally gzipped) into ``{run: {metric: values by epoch}}``.
+
+    Epochs of each run must be 0, 1, 2, ... in order (so no epoch can reach
+    past the rows the file holds); empty cells and ``nan`` are read as NaN; a
+    UTF-8 byte order mark is skipped.
+
+    Raises:
+        FormatError: The file is malformed (the message names its file, line and column).
+
+    Examples:
+        >>> from earlystop_core.curves import sample_curves_path
+        >>> curves = load_curves(sample_curves_path())
+        >>> len(curves), sorted(curves["0"])[:3]
+        (120, ['accuracy', 'loss', 'test_accuracy'])
+    """
+    path = Path(path)
+    try:
+        return _read(path)
+    except UnicodeDecodeError:
+        raise FormatError(path, None, None, "not UTF-8 text") from None
+    except (csv.Error, EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise FormatError(path, None, None, f"unreadable ({type(error).__name__}: {error})") from None
+
+
+def _read(path: Path) -> dict[str, Curve]:
+    runs: dict[str, Curve] = {}
+    with _open_text(path) as stream:
+        reader = csv.reader(stream)
+        header = next(reader, None)
+        if header is None or header[:2] != ["run", "epoch"] or len(header) < 3:
+            raise FormatError(path, 1, None, f"expected a header 'run,epoch,<metric>,...', got {header!r}")
+        metrics = header[2:]
+        for row in reader:
+            line = reader.line_num
+            if len(row) != len(header):
+                raise FormatError(path, line, None, f"expected {len(header)} columns, got {len(row)}")
+            run, epoch = row[0], _parse_epoch(path, line, row[1])
+            curve = runs.setdefault(run, {name: [] for name in metrics})
+            expected = len(curve[metrics[0]])
+            if epoch != expected:
+                raise FormatError(path, line, 2, f"run {run!r} jumps to epoch {epoch}, expected epoch {expected}")
+            for column, (name, cell) in enumerate(zip(metrics, row[2:], strict=True), start=3):
+                curve[name].append(_parse_value(path, line, column, cell))
+    return runs
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    # utf-8-sig: a file saved by Excel or Notepad starts with a byte order mark, which plain utf-8 would glue to
+    # the first column's name ('\ufeffrun'), refusing the header; without a mark it reads as utf-8.
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _parse_epoch(path: Path, line: int, cell: str) -> int:
+    try:
+        epoch = int(cell)
+    except ValueError:
+        raise FormatError(path, line, 2, f"epoch must be an integer, got {cell!r}") from None
+    if epoch < 0:
+        raise FormatError(path, line, 2, f"epoch must be >= 0, got {epoch}")
+    return epoch
+
+
+def _parse_value(path: Path, line: int, column: int, cell: str) -> float:
+    if cell == "":
+        return math.nan
+    try:
+        return float(cell)
+    except ValueError:
+        raise FormatError(path, line, column, f"expected a number, got {cell!r}") from None

@@ -1,0 +1,180 @@
+"""Recorded runs as arrays: the form every vectorised replay reads (:class:`Bank`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from earlystop_core.formats.readers import load_any
+
+__all__ = ["Bank", "Curves"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+Curves = Mapping[str, Mapping[str, Sequence[float]]]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Bank:
+    """Recorded runs as arrays: per metric, runs x epochs, NaN past each run's end.
+
+    Build one with :meth:`from_curves` (from ``{run: {metric: values}}``, as
+    :func:`~earlystop_core.formats.long_csv.load_curves` and the readers of
+    :mod:`earlystop_core.formats.readers` return) or :meth:`load` (any supported file
+    or directory). The arrays are read-only.
+
+    Attributes:
+        runs: The run ids, in order.
+        lengths: Each run's number of epochs.
+        values: ``{metric: float64 array (runs, max_epochs)}``, NaN-padded.
+        present: ``{metric: bool array (runs,)}``: which runs log the metric
+            at all (a run without it has NaN there, but a replay sees no key).
+
+    Examples:
+        >>> bank = Bank.from_curves({"a": {"val_loss": [0.5, 0.4]}, "b": {"val_loss": [0.6]}})
+        >>> bank
+        Bank(2 runs, 1 metric, 1 to 2 epochs)
+        >>> bank.values["val_loss"].tolist(), bank.lengths.tolist()
+        ([[0.5, 0.4], [0.6, nan]], [2, 1])
+    """
+
+    runs: tuple[str, ...]
+    lengths: IntArray
+    values: Mapping[str, FloatArray]
+    present: Mapping[str, BoolArray]
+    _local: threading.local = dataclasses.field(default_factory=threading.local, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        count = len(self.runs)
+        if self.lengths.shape != (count,):
+            raise ValueError(f"'lengths' must have one entry per run ({count}), got shape {self.lengths.shape}")
+        if count and int(self.lengths.min()) < 0:
+            raise ValueError("'lengths' must be >= 0")
+        width = int(self.lengths.max()) if count else 0
+        if set(self.values) != set(self.present):
+            raise ValueError("'values' and 'present' must name the same metrics")
+        for name, array in self.values.items():
+            if array.ndim != 2 or array.shape[0] != count or array.shape[1] < width:
+                raise ValueError(
+                    f"metric {name!r}: expected an array of shape ({count}, >= {width}), got {array.shape}"
+                )
+            if self.present[name].shape != (count,):
+                raise ValueError(f"metric {name!r}: 'present' must have one entry per run")
+        if len(set(self.runs)) != count:
+            raise ValueError("run ids must be unique")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_local"]  # work arrays, per thread: not part of the bank
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _local=threading.local())
+        for array in (self.lengths, *self.values.values(), *self.present.values()):
+            array.setflags(write=False)
+
+    @classmethod
+    def from_curves(cls, curves: Curves) -> Bank:
+        """Pack ``{run: {metric: values by epoch}}`` into arrays.
+
+        Raises:
+            TypeError: A run id is not a string, or a value is not a number.
+            ValueError: The metrics of a run have different lengths.
+
+        Examples:
+            >>> Bank.from_curves({"r": {"loss": [1.0, 0.5], "acc": [0.1, 0.2]}}).metrics
+            ('loss', 'acc')
+        """
+        runs = tuple(curves)
+        for run in runs:
+            if not isinstance(run, str):
+                raise TypeError(f"run ids must be strings, got {type(run).__name__} ({run!r})")
+        items = [curves[run] for run in runs]
+        lengths = np.zeros(len(runs), dtype=np.int64)
+        for row, (run, curve) in enumerate(zip(runs, items, strict=True)):
+            sizes = {name: len(series) for name, series in curve.items()}
+            if len(set(sizes.values())) > 1:
+                raise ValueError(f"run {run!r}: every metric needs one value per epoch, got lengths {sizes}")
+            lengths[row] = next(iter(sizes.values()), 0)
+        metrics = list(dict.fromkeys(name for curve in items for name in curve))
+        width = int(lengths.max()) if runs else 0
+        inside = np.arange(width) < lengths[:, None]
+        values: dict[str, FloatArray] = {}
+        present: dict[str, BoolArray] = {}
+        for name in metrics:
+            has = np.fromiter((name in curve for curve in items), dtype=bool, count=len(items))
+            series = (curve[name] for curve in items if name in curve)
+            try:
+                flat = np.fromiter(
+                    itertools.chain.from_iterable(series), dtype=np.float64, count=int(lengths[has].sum())
+                )
+            except (TypeError, ValueError) as error:
+                raise TypeError(f"metric {name!r}: every value must be a number ({error})") from None
+            array = np.full((len(runs), width), np.nan, order="F")  # each epoch's values contiguous
+            array[inside & has[:, None]] = flat
+            values[name] = _frozen(array)
+            present[name] = _frozen(has)
+        return cls(runs, _frozen(lengths), values, present)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Bank:
+        """Read a curve file or directory in any supported format (:func:`~earlystop_core.formats.readers.load_any`).
+
+        Examples:
+            >>> from earlystop_core.curves import sample_curves_path
+            >>> len(Bank.load(sample_curves_path()))
+            120
+        """
+        return cls.from_curves(load_any(path))
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metric names, in order of first appearance."""
+        return tuple(self.values)
+
+    @property
+    def max_epochs(self) -> int:
+        """The length of the longest run (the arrays' width)."""
+        return int(self.lengths.max()) if len(self.runs) else 0
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __repr__(self) -> str:
+        metrics = len(self.values)
+        shortest = int(self.lengths.min()) if len(self.runs) else 0
+        span = f"{shortest} to {self.max_epochs}" if shortest != self.max_epochs else f"{shortest}"
+        return f"Bank({len(self.runs)} runs, {metrics} metric{'s' * (metrics != 1)}, {span} epochs)"
+
+    def curve(self, index: int) -> dict[str, list[float]]:
+        """The run at ``index`` as ``{metric: values}`` (only the metrics it logs).
+
+        Examples:
+            >>> Bank.from_curves({"a": {"loss": [1.0, 0.5]}, "b": {"loss": [2.0]}}).curve(1)
+            {'loss': [2.0]}
+        """
+        n = int(self.lengths[index])
+        return {name: array[index, :n].tolist() for name, array in self.values.items() if self.present[name][index]}
+
+    def curves(self) -> dict[str, dict[str, list[float]]]:
+        """The whole bank back as ``{run: {metric: values}}`` (the input of :meth:`from_curves`).
+
+        Examples:
+            >>> curves = {"a": {"loss": [1.0, 0.5]}, "b": {"loss": [2.0]}}
+            >>> Bank.from_curves(curves).curves() == curves
+            True
+        """
+        return {run: self.curve(index) for index, run in enumerate(self.runs)}
+
+
+def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    array.setflags(write=False)
+    return array

@@ -1,0 +1,7 @@
+"""The stopping rules a Monitor can ask (``rule=``), and the learning-rate plateau it can coordinate.
+
+``base`` holds the :class:`~earlystop_core.rules.base.Rule` protocol, fixed patience and the
+combinators; each other module is one family: ``adaptive`` (dynamic and relative patience),
+``auto_patience``, ``prechelt`` (GL, PQ, UP), ``trend`` (Stalled), ``plateau`` (ReduceLROnPlateau).
+They depend only on the package's internals, never on the Monitor. Import them from ``earlystop_core``.
+"""
