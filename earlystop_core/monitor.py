@@ -302,7 +302,7 @@ class Monitor:
             )
         self._plateau = None if config.plateau is None else copy.deepcopy(config.plateau)
         # The built-in rules cannot raise once their inputs are checked; a rule of the user's own might,
-        # so for it each update keeps what it changes, to put back (through the rule's state()/load()).
+        # so for it each update keeps what it changes, to put back (through its state_dict()/load_state_dict()).
         self._guard_rule = self._rule is not None and not _built_in(self._rule)
         # Fixed patience runs inline (no rule object) when nothing else needs the slow path.
         self._patience = config.patience if isinstance(config.patience, int) else 0
@@ -594,8 +594,8 @@ class Monitor:
 
     def _undo_record(self) -> tuple[list[Any], Any, Any]:
         """What an update changes, for :meth:`_check_guarded` to put back if a rule raises."""
-        score = None if self._score is None else self._score.state()
-        rule = None if self._rule is None else self._rule.state()
+        score = None if self._score is None else self._score.state_dict()
+        rule = None if self._rule is None else self._rule.state_dict()
         return [getattr(self, name) for name in _UPDATED], score, rule
 
     def _check_guarded(self, rule: Rule, arguments: tuple[Any, ...], undo: tuple[list[Any], Any, Any]) -> bool:
@@ -607,8 +607,8 @@ class Monitor:
             for name, value in zip(_UPDATED, fields, strict=True):
                 setattr(self, name, value)
             if self._score is not None:
-                self._score.load(score)
-            rule.load(saved)  # what its own state() said before this epoch
+                self._score.load_state_dict(score)
+            rule.load_state_dict(saved)  # what its own state_dict() said before this epoch
             raise
 
     def _check_epoch(self, epoch: Any) -> int:
@@ -839,8 +839,8 @@ class Monitor:
             restore_requested=self._restore_requested,
             tracked=_signed(self._tracked, self._sign),
             smoothed=self.smoothed,
-            rule=None if self._rule is None else self._rule.state(),
-            score=None if self._score is None else self._score.state(),
+            rule=None if self._rule is None else self._rule.state_dict(),
+            score=None if self._score is None else self._score.state_dict(),
             plateau=None if self._plateau is None else self._plateau.state_dict(),
             lr=self._lr,
             kept_by=_signed(self._kept_by, self._keep_sign),
@@ -862,12 +862,12 @@ class Monitor:
         parts = [(part, loaded_part) for part, loaded_part in self._parts(loaded) if part is not None]
         for part, saved in parts:
             trial = copy.deepcopy(part)
-            _load_part(trial, saved)
+            trial.load_state_dict(saved)  # a plateau's missing section is refused by load_state, others by its envelope
             if isinstance(trial, Rule) and self._check_finite:
                 _check_finite_memory(trial)
         check_seal(state, STATE_FORMAT)  # last: a field's own error names the problem better
         for part, saved in parts:
-            _load_part(part, saved)  # checked above: cannot fail now
+            part.load_state_dict(saved)  # checked above: cannot fail now
         self._hold = False  # recomputed from the plateau at the next update
         self._lr = loaded.lr
         self._next_epoch = loaded.next_epoch
@@ -893,13 +893,6 @@ class Monitor:
             f"Monitor(monitor={c.monitor!r}, mode={c.mode!r}, {how}, min_delta={c.min_delta:g}; "
             f"epoch={self._next_epoch}, best={best}, wait={self._wait}, stop_reason={self._stop_reason.name})"
         )
-
-
-def _load_part(part: Rule | WeightedScore | ReduceLROnPlateau, saved: Any) -> None:
-    if isinstance(part, ReduceLROnPlateau):
-        part.load_state_dict(saved)  # a missing plateau section is refused by load_state; any other by its envelope
-    else:
-        part.load(saved)
 
 
 def _built_in(rule: Rule) -> bool:

@@ -126,12 +126,12 @@ class WeightedScore:
         """The score's definition as JSON."""
         return {"weights": self.weights, "modes": self.modes, "normalize": self.normalize}
 
-    def state(self) -> Any:
+    def state_dict(self) -> Any:
         """The normalisation scales seen so far (None before the first epoch)."""
         return self._scales
 
-    def load(self, state: Any) -> None:
-        """Restore what :meth:`state` saved."""
+    def load_state_dict(self, state: Any) -> None:
+        """Restore what :meth:`state_dict` saved."""
         if state is None:
             self._scales = None
             return

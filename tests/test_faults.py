@@ -276,10 +276,10 @@ def test_a_composite_rule_refusing_its_second_part_loads_not_its_first() -> None
     rule = UP(strips=1, strip=1) | Stalled(2)
     for value in [0.5, 0.6]:
         rule.check(0, value, 0.5, 0, False, {})
-    before = rule.state()
+    before = rule.state_dict()
     with pytest.raises(StateError):
-        rule.load([{"previous": 0.9, "ups": 3}, {"recent": "not a list"}])
-    assert rule.state() == before
+        rule.load_state_dict([{"previous": 0.9, "ups": 3}, {"recent": "not a list"}])
+    assert rule.state_dict() == before
 
 
 def test_auto_patience_must_be_what_its_probe_gives() -> None:
@@ -639,10 +639,10 @@ class _Flaky(Patience):
             raise RuntimeError("injected: the rule failed")
         return super().check(epoch, value, best, wait, improved, logs)
 
-    def state(self) -> Any:
+    def state_dict(self) -> Any:
         return {"seen": self.seen}
 
-    def load(self, state: Any) -> None:
+    def load_state_dict(self, state: Any) -> None:
         self.seen = state["seen"]
 
     def spec(self) -> dict[str, Any]:

@@ -294,14 +294,15 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert LearnedPolicy.read(path) == policy
 
 
-def test_load_is_a_file_reader_on_the_class_and_restores_memory_on_an_instance(tmp_path: Path) -> None:
+def test_load_reads_a_file_and_load_state_dict_restores_memory(tmp_path: Path) -> None:
     policy = toy_policy()
     policy.check(0, 0.5, 0.5, 0, True, {"loss": 0.4, "val_accuracy": 0.7})
     other = toy_policy()
-    other.load(policy.state())
-    assert other.state() == policy.state()
+    other.load_state_dict(policy.state_dict())
+    assert other.state_dict() == policy.state_dict()
     policy.save(tmp_path / "p.json")
     assert isinstance(LearnedPolicy.load(tmp_path / "p.json"), LearnedPolicy)
+    assert isinstance(policy.load(tmp_path / "p.json"), LearnedPolicy)  # a classmethod, on an instance too
 
 
 def saved() -> dict[str, Any]:

@@ -1121,3 +1121,49 @@ def test_smoothing_ignores_start_from_epoch_warm_up() -> None:
     monitor = Monitor(smoothing=0.5, start_from_epoch=2)
     run_values(monitor, [100.0, 100.0, 1.0])
     assert monitor.smoothed == 1.0
+
+
+def _built_in_rule_classes() -> list[type[Rule]]:
+    """Every Rule subclass defined in ``earlystop_core`` (exported or not), the base class included."""
+    found: list[type[Rule]] = []
+    todo: list[type[Rule]] = [Rule]
+    while todo:
+        cls = todo.pop()
+        if cls not in found:
+            found.append(cls)
+            todo.extend(cls.__subclasses__())
+    return [cls for cls in found if cls.__module__.startswith("earlystop_core.")]
+
+
+def test_every_stateful_object_saves_with_state_dict_and_load_state_dict() -> None:
+    """One protocol name everywhere: ``state_dict()`` / ``load_state_dict(state)``, no ``state``/``load``."""
+    import inspect
+
+    import earlystop_core
+    from earlystop_core.policy.features import FeatureTracker
+    from earlystop_core.policy.learned import LearnedPolicy
+    from earlystop_core.signals import WeightedScore
+
+    exported = [obj for obj in vars(earlystop_core).values() if isinstance(obj, type) and issubclass(obj, Rule)]
+    rules = _built_in_rule_classes()
+    assert set(exported) <= set(rules) and LearnedPolicy in rules
+    for cls in [*rules, WeightedScore, FeatureTracker, ReduceLROnPlateau, Monitor]:
+        for name in ("state_dict", "load_state_dict"):
+            assert callable(getattr(cls, name, None)), f"{cls.__name__} has no {name}"
+        for name in ("state", "load_state", "save_state"):
+            assert not hasattr(cls, name), f"{cls.__name__} still has {name}"
+        assert hasattr(cls, "load") == (cls is LearnedPolicy), f"{cls.__name__}.load is not the protocol's name"
+    load = inspect.getattr_static(LearnedPolicy, "load")
+    assert isinstance(load, classmethod)
+    assert list(inspect.signature(LearnedPolicy.load).parameters) == ["path", "max_epochs"]
+    objects: list[Any] = [
+        Patience(3) | (UP(strips=2) & Stalled(3)),
+        WeightedScore({KEY: 1.0, ACC: 1.0}, normalize="initial"),
+        FeatureTracker(),
+        ReduceLROnPlateau(),
+        Monitor(),
+    ]
+    for obj in objects:
+        for name in ("state", "load", "load_state"):
+            assert not hasattr(obj, name), f"{type(obj).__name__} instance has {name}"
+        obj.load_state_dict(obj.state_dict())

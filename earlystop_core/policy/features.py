@@ -344,14 +344,14 @@ class FeatureTracker:
 
     # -- saving and resuming ---------------------------------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """The tracker's memory as strict JSON (non-finite floats as strings).
 
         Examples:
             >>> tracker = FeatureTracker()
             >>> _ = tracker.step(0, 0.5, 0.5, 0, True, {})
             >>> again = FeatureTracker()
-            >>> again.load(tracker.state())
+            >>> again.load_state_dict(tracker.state_dict())
             >>> again.step(1, 0.4, 0.4, 0, True, {}) == tracker.step(1, 0.4, 0.4, 0, True, {})
             True
         """
@@ -361,8 +361,8 @@ class FeatureTracker:
         state["features"] = [float_to_json(x) for x in self._features]
         return state
 
-    def load(self, state: Any) -> None:
-        """Restore memory saved by :meth:`state`; raises :class:`StateError` when it is corrupt."""
+    def load_state_dict(self, state: Any) -> None:
+        """Restore memory saved by :meth:`state_dict`; raises :class:`StateError` when it is corrupt."""
         if not isinstance(state, Mapping) or set(state) != set(_STATE_FIELDS):
             raise StateError(
                 f"corrupt Monitor state: a policy's features need the fields {', '.join(_STATE_FIELDS)}, got {state!r}"

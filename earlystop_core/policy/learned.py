@@ -34,10 +34,10 @@ import functools
 import inspect
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from operator import mul as _mul
 from pathlib import Path
-from typing import Any, Protocol, overload
+from typing import Any
 
 from earlystop_core import _policies
 from earlystop_core._files import write_atomically
@@ -73,28 +73,6 @@ _OPTIONAL = ("format", "version", "families", "train_metric", "accuracy_metric",
 
 class PolicyError(ValueError):
     """A saved policy cannot be read: not JSON, another format or version, or an invalid field."""
-
-
-class _Reader(Protocol):
-    def __call__(self, path: str | Path, max_epochs: int | None = None) -> LearnedPolicy: ...
-
-
-class _Load:
-    """``LearnedPolicy.load(path)`` reads a saved policy; ``policy.load(state)`` restores its memory.
-
-    On the class, ``load`` is :meth:`LearnedPolicy.read`; on an instance it is
-    the :class:`~earlystop_core.rules.base.Rule` protocol's ``load(state)``, which a
-    Monitor's ``load_state_dict`` calls.
-    """
-
-    @overload
-    def __get__(self, instance: None, owner: type[LearnedPolicy]) -> _Reader: ...
-    @overload
-    def __get__(self, instance: LearnedPolicy, owner: type[LearnedPolicy]) -> Callable[[Any], None]: ...
-    def __get__(self, instance: LearnedPolicy | None, owner: type[LearnedPolicy]) -> _Reader | Callable[[Any], None]:
-        if instance is None:
-            return owner.read
-        return instance.load_state
 
 
 class LearnedPolicy(Rule):
@@ -133,8 +111,6 @@ class LearnedPolicy(Rule):
         >>> [policy.check(t, 1.0, 0.5, wait, False, {}) for t, wait in [(1, 1), (2, 2), (3, 3)]]
         [False, False, True]
     """
-
-    load = _Load()  # type: ignore[assignment]  # a Rule's load(state) on instances, a file reader on the class
 
     def __init__(
         self,
@@ -292,15 +268,15 @@ class LearnedPolicy(Rule):
         self._logit = math.nan
         self._capped = False
 
-    def state(self) -> Any:
-        return {"features": self._tracker.state(), "logit": float_to_json(self._logit), "capped": self._capped}
+    def state_dict(self) -> Any:
+        return {"features": self._tracker.state_dict(), "logit": float_to_json(self._logit), "capped": self._capped}
 
     def remembered(self) -> list[float]:
         levels = self._tracker.remembered()  # empty before the first epoch, when the logit is NaN
         return [*levels, self._logit] if levels else []
 
-    def load_state(self, state: Any) -> None:
-        """Restore memory saved by :meth:`state` (what ``policy.load(state)`` does, as every Rule's ``load``).
+    def load_state_dict(self, state: Any) -> None:
+        """Restore memory saved by :meth:`state_dict` (a Monitor's ``load_state_dict`` calls it).
 
         Raises:
             StateError: The state is corrupt.
@@ -314,7 +290,7 @@ class LearnedPolicy(Rule):
         fresh = isinstance(features, Mapping) and features.get("seen") == 0
         if fresh and (not math.isnan(logit) or state["capped"]):
             raise StateError("corrupt Monitor state: a policy that has seen no epoch has a NaN logit and is not capped")
-        self._tracker.load(state["features"])  # last: it checks everything before it changes anything
+        self._tracker.load_state_dict(state["features"])  # last: it checks everything before it changes anything
         self._logit = logit
         self._capped = state["capped"]
 
@@ -439,6 +415,19 @@ class LearnedPolicy(Rule):
         text = json.dumps(self.to_json(), indent=1, allow_nan=False)
         data = (text + "\n").encode("utf-8")
         write_atomically(path, lambda file: file.write(data))  # a crash mid-save leaves the old file whole
+
+    @classmethod
+    def load(cls, path: str | Path, max_epochs: int | None = None) -> LearnedPolicy:
+        """Read a policy written by :meth:`save` (the same as :meth:`read`).
+
+        Args:
+            path: The JSON file.
+            max_epochs: The planned epochs of the runs it will decide (needed by budget features).
+
+        Raises:
+            PolicyError: The file is not a valid saved policy (the message names the file).
+        """
+        return cls.read(path, max_epochs=max_epochs)
 
     @classmethod
     def read(cls, path: str | Path, max_epochs: int | None = None) -> LearnedPolicy:

@@ -102,13 +102,13 @@ class DynamicPatience(Rule):
     def limit(self) -> float | None:
         return self.patience
 
-    def state(self) -> Any:
+    def state_dict(self) -> Any:
         return {"patience": self.patience, "best": float_to_json(self._best)}
 
     def remembered(self) -> list[float]:
         return [] if self._best is None else [self._best]
 
-    def load(self, state: Any) -> None:
+    def load_state_dict(self, state: Any) -> None:
         if not isinstance(state, Mapping) or set(state) != {"patience", "best"}:
             raise StateError(f"corrupt Monitor state: {self!r} needs 'patience' and 'best', got {state!r}")
         patience, best = state["patience"], state["best"]

@@ -112,10 +112,10 @@ class AutoPatience(Rule):
     def remembered(self) -> list[float]:
         return list(self._seen)
 
-    def state(self) -> Any:
+    def state_dict(self) -> Any:
         return {"patience": self.patience, "seen": [float_to_json(v) for v in self._seen]}
 
-    def load(self, state: Any) -> None:
+    def load_state_dict(self, state: Any) -> None:
         if not isinstance(state, Mapping) or set(state) != {"patience", "seen"}:
             raise StateError(f"corrupt Monitor state: {self!r} needs 'patience' and 'seen', got {state!r}")
         patience, seen = state["patience"], state["seen"]

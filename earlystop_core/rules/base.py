@@ -2,9 +2,10 @@
 
 A rule is asked once per monitored epoch, after the monitor has updated its
 best value and patience count, whether training should stop. Rules that need
-memory (Prechelt's strips, dynamic patience) keep it in ``state()`` so a
-monitor's ``state_dict`` resumes them exactly. A Monitor works on its own copy
-of the rule it is given, so one rule object can configure many monitors.
+memory (Prechelt's strips, dynamic patience) keep it in ``state_dict()`` and
+take it back with ``load_state_dict(state)``, so a monitor's ``state_dict``
+resumes them exactly. A Monitor works on its own copy of the rule it is
+given, so one rule object can configure many monitors.
 
 Values reach rules *signed*: multiplied by -1 in ``mode="max"``, so that lower
 is always better, and ``best`` is the monitor's best in the same form.
@@ -58,12 +59,12 @@ class Rule(abc.ABC):
     def reset(self) -> None:  # noqa: B027 - stateless rules have nothing to reset
         """Forget the epochs seen so far."""
 
-    def state(self) -> Any:
+    def state_dict(self) -> Any:
         """The rule's memory as JSON (None for stateless rules)."""
         return None
 
-    def load(self, state: Any) -> None:
-        """Restore memory saved by :meth:`state`."""
+    def load_state_dict(self, state: Any) -> None:
+        """Restore memory saved by :meth:`state_dict`."""
         if state is not None:
             raise StateError(f"corrupt Monitor state: {self!r} keeps no state, got {state!r}")
 
@@ -182,16 +183,16 @@ class _Composite(Rule):
         for rule in self.rules:
             rule.reset()
 
-    def state(self) -> Any:
-        return [rule.state() for rule in self.rules]
+    def state_dict(self) -> Any:
+        return [rule.state_dict() for rule in self.rules]
 
-    def load(self, state: Any) -> None:
+    def load_state_dict(self, state: Any) -> None:
         if not isinstance(state, list) or len(state) != len(self.rules):
             raise StateError(f"corrupt Monitor state: {self!r} needs a list of {len(self.rules)} states, got {state!r}")
         for rule, part in zip(self.rules, state, strict=True):
-            copy.deepcopy(rule).load(part)  # every part checked before any is loaded: a refused load changes nothing
+            copy.deepcopy(rule).load_state_dict(part)  # all checked before any loads: a refused load changes nothing
         for rule, part in zip(self.rules, state, strict=True):
-            rule.load(part)
+            rule.load_state_dict(part)
 
     def remembered(self) -> list[float]:
         return [value for rule in self.rules for value in rule.remembered()]

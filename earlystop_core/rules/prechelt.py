@@ -99,13 +99,13 @@ class UP(Rule):
     def explain(self) -> str:
         return f"worse at the end of {self._ups} successive strips of {self.strip} epochs (UP)"
 
-    def state(self) -> Any:
+    def state_dict(self) -> Any:
         return {"previous": float_to_json(self._previous), "ups": self._ups}
 
     def remembered(self) -> list[float]:
         return [] if self._previous is None else [self._previous]
 
-    def load(self, state: Any) -> None:
+    def load_state_dict(self, state: Any) -> None:
         fields = _fields(self, state, ("previous", "ups"))
         previous = float_from_json(fields["previous"], f"{self!r} previous")
         ups = _count(self, fields["ups"])
@@ -168,10 +168,10 @@ class PQ(Rule):
         loss, progress = self._last
         return f"GL {loss:.3g}% / training progress {progress:.3g} > {self.alpha:g} (PQ)"
 
-    def state(self) -> Any:
+    def state_dict(self) -> Any:
         return {"train": [float_to_json(v) for v in self._train]}
 
-    def load(self, state: Any) -> None:
+    def load_state_dict(self, state: Any) -> None:
         train = _fields(self, state, ("train",))["train"]
         if not isinstance(train, list) or len(train) > self.strip:
             raise StateError(f"corrupt Monitor state: {self!r} 'train' must be a list of <= {self.strip} numbers")

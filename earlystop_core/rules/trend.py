@@ -70,13 +70,13 @@ class Stalled(Rule):
         window = self.window
         return f"{kind} of the last {window} epochs ({after:.4g}) no better than the {window} before ({before:.4g})"
 
-    def state(self) -> Any:
+    def state_dict(self) -> Any:
         return {"recent": [float_to_json(v) for v in self._recent]}
 
     def remembered(self) -> list[float]:
         return list(self._recent)
 
-    def load(self, state: Any) -> None:
+    def load_state_dict(self, state: Any) -> None:
         recent = state.get("recent") if isinstance(state, Mapping) and set(state) == {"recent"} else None
         if not isinstance(recent, list) or len(recent) > 2 * self.window:
             raise StateError(f"corrupt Monitor state: {self!r} needs 'recent', a list of <= {2 * self.window} values")
