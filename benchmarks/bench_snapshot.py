@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gc
 import json
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from earlystop_core.adapters.torch import EarlyStopper
+
+from timing import interleaved_medians, timed
 
 
 def make_model(megabytes: float, width: int = 2048) -> torch.nn.Module:
@@ -84,18 +84,15 @@ def _improving(stopper: EarlyStopper) -> Callable[[], Any]:
 
 
 def measure(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median milliseconds per call, repetitions interleaved, after one untimed call each."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for run in runs.values():
-        run()  # the first snapshot allocates; steady state is what a training run pays
-    for _ in range(repeats):
-        for name, run in runs.items():
-            gc.disable()
-            start = time.perf_counter()
-            run()
-            times[name].append((time.perf_counter() - start) * 1e3)
-            gc.enable()
-    return {name: statistics.median(values) for name, values in times.items()}
+    """Median milliseconds per call, repetitions interleaved, after one untimed call each.
+
+    The untimed call matters: the first snapshot allocates, and steady state is what a training run pays.
+    """
+    return interleaved_medians({name: partial(milliseconds, run) for name, run in runs.items()}, repeats)
+
+
+def milliseconds(run: Callable[[], Any]) -> float:
+    return timed(run) * 1e3
 
 
 def main() -> None:

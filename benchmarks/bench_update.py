@@ -13,39 +13,21 @@ floats for Keras, float32 tensors for Lightning.
 
 from __future__ import annotations
 
-import argparse
-import gc
-import json
 import os
 import random
-import statistics
-import time
 from collections.abc import Callable
+from functools import partial
+
+from timing import interleaved_medians, per_epoch_main, timed
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
+OURS = "earlystop Monitor.update"
 
 
 def make_curve(epochs: int, seed: int = 0) -> list[float]:
     """A noisy decaying validation loss: improvements early, plateaus later."""
     rng = random.Random(seed)
     return [1.0 / (1 + 0.05 * t) + rng.gauss(0, 0.01) for t in range(epochs)]
-
-
-def time_per_call(run: Callable[[], None], calls: int) -> float:
-    """Microseconds per call, with the garbage collector paused as ``timeit`` does.
-
-    A cyclic collection costs in proportion to every object the process holds
-    (in a test run: Keras, torch, hypothesis...), not to the stopper timed.
-    """
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        run()
-        return (time.perf_counter() - start) / calls * 1e6
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def earlystop_runner(curve: list[float]) -> Callable[[], None]:
@@ -107,37 +89,23 @@ def measure(epochs: int, repeats: int) -> dict[str, float]:
     """Median microseconds per decision for each stopper that is installed."""
     curve = make_curve(epochs)
     runners = {
-        "earlystop Monitor.update": earlystop_runner(curve),
+        OURS: earlystop_runner(curve),
         "Keras EarlyStopping.on_epoch_end": keras_runner(curve),
         "Lightning EarlyStopping criteria": lightning_runner(curve),
     }
-    available = {name: run for name, run in runners.items() if run is not None}
-    samples: dict[str, list[float]] = {name: [] for name in available}
-    for run in available.values():  # warm-up: imports, caches
-        run()
-    for _ in range(repeats):
-        for name, run in available.items():
-            samples[name].append(time_per_call(run, epochs))
-    return {name: statistics.median(times) for name, times in samples.items()}
+    samplers = {name: partial(microseconds_per_epoch, run, epochs) for name, run in runners.items() if run is not None}
+    return interleaved_medians(samplers, repeats)
+
+
+def microseconds_per_epoch(run: Callable[[], None], epochs: int) -> float:
+    return timed(run) / epochs * 1e6
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=2000)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--json", action="store_true", help="print the medians as JSON")
-    args = parser.parse_args()
-    medians = measure(args.epochs, args.repeats)
-    if args.json:
-        print(json.dumps(medians))
-        return
-    ours = medians["earlystop Monitor.update"]
-    print(f"{'stopper':36} {'us/epoch':>9} {'vs earlystop':>13}")
-    for name, micros in medians.items():
-        print(f"{name:36} {micros:9.2f} {micros / ours:12.1f}x")
-    peers = [m for name, m in medians.items() if not name.startswith("earlystop")]
-    if peers:
-        print(f"earlystop is {min(peers) / ours:.1f}x cheaper than the faster peer")
+    medians = per_epoch_main(__doc__.splitlines()[0], measure, "stopper", OURS, "vs earlystop")
+    peers = [micros for name, micros in (medians or {}).items() if name != OURS]
+    if medians and peers:
+        print(f"earlystop is {min(peers) / medians[OURS]:.1f}x cheaper than the faster peer")
 
 
 if __name__ == "__main__":

@@ -136,11 +136,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     bank = _bank(args.path)
     specs = args.strategy or COMPARISON
-    rows = []
-    with _Progress(len(specs), "strategies") as progress:
-        for spec in specs:
-            rows.append(_row(spec, _evaluate(bank, spec, args)))
-            progress.step()
+    rows = _rows(bank, specs, args, "strategies")
     if args.json:
         print(
             json.dumps(
@@ -151,6 +147,16 @@ def _replay(args: argparse.Namespace) -> int:
         print(_table(rows, args.target, bank))
     assert isinstance(bank, Bank)
     return 0
+
+
+def _rows(bank: Any, specs: Sequence[str], args: argparse.Namespace, what: str) -> list[dict[str, Any]]:
+    """A table row per strategy spec, replayed over the bank one after the other (with a progress bar on a terminal)."""
+    rows = []
+    with _Progress(len(specs), what) as progress:
+        for spec in specs:
+            rows.append(_row(spec, _evaluate(bank, spec, args)))
+            progress.step()
+    return rows
 
 
 def _evaluate(bank: Any, spec: str, args: argparse.Namespace) -> Any:
@@ -257,11 +263,7 @@ def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _tune(args: argparse.Namespace) -> int:
     bank = _bank(args.path)
     specs = _candidates(bank)
-    rows = []
-    with _Progress(len(specs), "candidates") as progress:
-        for spec in specs:
-            rows.append(_row(spec, _evaluate(bank, spec, args)))
-            progress.step()
+    rows = _rows(bank, specs, args, "candidates")
     if args.learn:
         rows.append(_learn(bank, args))
     rows = [row for row in rows if row["runs"]]

@@ -3,7 +3,8 @@
 The same model (same initial weights) is trained three times on part of scikit-learn's bundled digits:
 with Keras's own callbacks, with earlystop's drop-in (the same epochs and the same restored weights), and
 with the learning-rate schedule coordinated with stopping (stop only once lowering the rate stops helping).
-docs/migrate-keras.md shows the marked sections; tests/test_docs_code.py runs this file.
+docs/migrate-keras.md shows the marked sections (``fit`` after each run's callbacks); tests/test_docs_code.py
+runs this file.
 
 Run: KERAS_BACKEND=torch python examples/migrate_keras.py
 (needs the ``keras`` and ``examples`` extras: ``pip install -e ".[keras,examples]"``)
@@ -34,22 +35,29 @@ def new_model() -> keras.Model:
     return model
 
 
-def with_keras(model: keras.Model) -> keras.callbacks.History:
-    # --8<-- [start:before]
-    early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
-    reduce_lr = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=0.00125)
-
+def fit(model: keras.Model, callbacks: list[keras.callbacks.Callback]) -> keras.callbacks.History:
+    """The training all three runs share: only the callbacks differ (the guide shows it after each set)."""
+    # --8<-- [start:fit]
     history = model.fit(
         x_train,
         y_train,
         validation_data=(x_val, y_val),
         epochs=60,
         batch_size=50,
-        callbacks=[early_stopping, reduce_lr],
+        callbacks=callbacks,
         verbose=0,
     )
-    # --8<-- [end:before]
+    # --8<-- [end:fit]
     return history
+
+
+def with_keras(model: keras.Model) -> keras.callbacks.History:
+    # --8<-- [start:before]
+    early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
+    reduce_lr = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=0.00125)
+    callbacks = [early_stopping, reduce_lr]
+    # --8<-- [end:before]
+    return fit(model, callbacks)
 
 
 def with_earlystop(model: keras.Model) -> keras.callbacks.History:
@@ -58,18 +66,12 @@ def with_earlystop(model: keras.Model) -> keras.callbacks.History:
 
     early_stopping = EarlyStoppingCallback(monitor="val_loss", patience=3, restore_best_weights=True)
     reduce_lr = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=0.00125)
-
-    history = model.fit(
-        x_train,
-        y_train,
-        validation_data=(x_val, y_val),
-        epochs=60,
-        batch_size=50,
-        callbacks=[early_stopping, reduce_lr],
-        verbose=0,
-    )
-    print(early_stopping.monitor.stop_reason.name, "at epoch", early_stopping.monitor.stopped_epoch)
+    callbacks = [early_stopping, reduce_lr]
     # --8<-- [end:after]
+    history = fit(model, callbacks)
+    # --8<-- [start:after-outcome]
+    print(early_stopping.monitor.stop_reason.name, "at epoch", early_stopping.monitor.stopped_epoch)
+    # --8<-- [end:after-outcome]
     return history
 
 
@@ -84,17 +86,12 @@ def coordinated(model: keras.Model) -> keras.callbacks.History:
         restore_best_weights=True,
         plateau=ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=0.00125),
     )
-    history = model.fit(
-        x_train,
-        y_train,
-        validation_data=(x_val, y_val),
-        epochs=60,
-        batch_size=50,
-        callbacks=[EarlyStoppingCallback(monitor)],
-        verbose=0,
-    )
-    print(f"{monitor.stop_reason.name} at epoch {monitor.stopped_epoch}, the learning rate at {monitor.lr:.3g}")
+    callbacks = [EarlyStoppingCallback(monitor)]
     # --8<-- [end:coordinated]
+    history = fit(model, callbacks)
+    # --8<-- [start:coordinated-outcome]
+    print(f"{monitor.stop_reason.name} at epoch {monitor.stopped_epoch}, the learning rate at {monitor.lr:.3g}")
+    # --8<-- [end:coordinated-outcome]
     return history
 
 

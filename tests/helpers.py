@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from hypothesis import strategies as st
 
 from earlystop_core import Decision
 
@@ -35,3 +37,60 @@ def strict_json(state: dict[str, Any]) -> dict[str, Any]:
     """Round trip through JSON without NaN/Infinity tokens (raises if any)."""
     loaded: dict[str, Any] = json.loads(json.dumps(state, allow_nan=False))
     return loaded
+
+
+# -- values for the differential tests against Keras and Lightning --------------------------
+
+SPELLINGS = ("product", "decimal", "sum")
+#: Doubles, and the float32-wide floats a real ``fit()`` logs (plain doubles test our rounding).
+arbitrary_values = st.floats(-100, 100, allow_nan=False) | st.floats(-100, 100, allow_nan=False, width=32)
+
+
+def on_grid(k: int, step: float, spelling: str) -> float:
+    """``k * step`` spelt three ways: each carries different float64 noise.
+
+    Users' values are rarely exact decimals, and the noise (``0.1 * 3`` is
+    ``0.30000000000000004``) is what float32 comparisons must absorb for ties
+    and ``x + min_delta`` near-ties to come out as the peers' do.
+
+    Examples:
+        >>> [on_grid(3, 0.1, spelling) for spelling in SPELLINGS]
+        [0.30000000000000004, 0.3, 0.30000000000000004]
+    """
+    if spelling == "product":
+        return k * step
+    if spelling == "decimal":
+        return round(k * step, 10)
+    total = 0.0
+    for _ in range(abs(k)):
+        total += step
+    return total if k >= 0 else -total
+
+
+def grid_values(
+    step: float, lowest: int = -10, highest: int = 30, spellings: Sequence[str] = SPELLINGS
+) -> st.SearchStrategy[float]:
+    """``k * step`` for ``k`` from ``lowest`` to ``highest``, spelt one of ``spellings`` (see :func:`on_grid`)."""
+    return st.builds(on_grid, st.integers(lowest, highest), st.just(step), st.sampled_from(spellings))
+
+
+Grid = Callable[[float], st.SearchStrategy[float]]
+
+
+def any_finite_value(grid: Grid, steps: Sequence[float]) -> st.SearchStrategy[float]:
+    """A value on the grid of one of ``steps``, or an arbitrary one."""
+    return st.sampled_from(steps).flatmap(grid) | arbitrary_values
+
+
+def finite_runs(grid: Grid, steps: Sequence[float], max_size: int) -> st.SearchStrategy[list[float]]:
+    """Runs of values all on one step's grid, of arbitrary values, or of a pool of 1-3 values drawn again and again.
+
+    The pool gives exact repeats, plateaus and exact ties: the epochs where
+    the strictness of a comparison decides.
+    """
+    on_a_grid = st.sampled_from(steps).flatmap(lambda step: st.lists(grid(step), min_size=1, max_size=max_size))
+    arbitrary = st.lists(arbitrary_values, min_size=1, max_size=max_size)
+    repeated = st.lists(any_finite_value(grid, steps), min_size=1, max_size=3).flatmap(
+        lambda pool: st.lists(st.sampled_from(pool), min_size=1, max_size=max_size)
+    )
+    return on_a_grid | arbitrary | repeated

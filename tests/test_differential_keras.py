@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from earlystop_core import Monitor
 
-from helpers import same  # NaN equals NaN: Keras can adopt a NaN as best
+# same(): NaN equals NaN, as Keras can adopt a NaN as best
+from helpers import any_finite_value, finite_runs, grid_values, same
 
 # Keras picks its backend on first import; torch is the only one installed.
 os.environ["KERAS_BACKEND"] = "torch"
@@ -113,41 +114,9 @@ def assert_same_as_keras(args: dict[str, Any], values: list[float]) -> None:
 
 # -- strategies -------------------------------------------------------------
 
-
-def on_grid(k: int, step: float, spelling: str) -> float:
-    """``k * step`` spelt three ways: each carries different float64 noise.
-
-    Users' values are rarely exact decimals, and the noise (``0.1 * 3`` is
-    ``0.30000000000000004``) is what float32 comparisons must absorb for ties
-    and ``x + min_delta`` near-ties to come out as the peers' do.
-    """
-    if spelling == "product":
-        return k * step
-    if spelling == "decimal":
-        return round(k * step, 10)
-    total = 0.0
-    for _ in range(abs(k)):
-        total += step
-    return total if k >= 0 else -total
-
-
-def grid_values(step: float) -> st.SearchStrategy[float]:
-    return st.builds(on_grid, st.integers(-10, 30), st.just(step), st.sampled_from(["product", "decimal", "sum"]))
-
-
-# Float32-wide floats are what a real fit() logs; plain doubles test our rounding.
-arbitrary_values = st.floats(-100, 100, allow_nan=False) | st.floats(-100, 100, allow_nan=False, width=32)
-any_finite_value = st.sampled_from([0.1, 0.05, 0.01]).flatmap(grid_values) | arbitrary_values
-
-grid_sequences = st.sampled_from([0.1, 0.05, 0.01]).flatmap(
-    lambda step: st.lists(grid_values(step), min_size=1, max_size=MAX_EPOCHS)
-)
-arbitrary_sequences = st.lists(arbitrary_values, min_size=1, max_size=MAX_EPOCHS)
-# A pool of 1-3 values drawn again and again: exact repeats, plateaus, exact ties.
-repeat_sequences = st.lists(any_finite_value, min_size=1, max_size=3).flatmap(
-    lambda pool: st.lists(st.sampled_from(pool), min_size=1, max_size=MAX_EPOCHS)
-)
-finite_sequences = grid_sequences | arbitrary_sequences | repeat_sequences
+STEPS = (0.1, 0.05, 0.01)
+any_value = any_finite_value(grid_values, STEPS)
+finite_sequences = finite_runs(grid_values, STEPS, MAX_EPOCHS)
 
 # Non-finite values mixed into grid values, the case where Keras's NaN rule matters.
 non_finite_sequences = st.lists(
@@ -168,7 +137,7 @@ def keras_cases(
     monitor, mode = draw(st.sampled_from(monitors))
     # A baseline equal to a value of the run provokes the strict-comparison edge.
     finite = [v for v in values if math.isfinite(v)]
-    baselines = st.none() | any_finite_value
+    baselines = st.none() | any_value
     if finite:
         baselines |= st.sampled_from(finite)
     args = {

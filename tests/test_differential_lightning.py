@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 
 from earlystop_core import Monitor, StopReason
 
+from helpers import any_finite_value, finite_runs, grid_values
+
 torch = pytest.importorskip("torch")
 lightning_early_stopping = pytest.importorskip("pytorch_lightning.callbacks.early_stopping")
 EarlyStopping = lightning_early_stopping.EarlyStopping
@@ -116,27 +118,16 @@ def shift_rounding_decides(values: list[float], min_delta: float, mode: str) -> 
 # -- strategies -------------------------------------------------------------
 
 
-def grid_values(step: float) -> st.SearchStrategy[float]:
+def product_grid(step: float) -> st.SearchStrategy[float]:
     # k * step carries float64 noise (0.1 * 3 == 0.30000000000000004) that
     # float32 must absorb: values, thresholds and min_delta all live on it.
-    return st.integers(-10, 30).map(lambda k: k * step)
+    return grid_values(step, spellings=("product",))
 
 
-any_finite_value = (
-    st.sampled_from([0.1, 0.05, 0.01]).flatmap(grid_values)
-    | st.floats(-100, 100, allow_nan=False)
-    | st.floats(-100, 100, allow_nan=False, width=32)
-)
-grid_sequences = st.sampled_from([0.1, 0.05, 0.01]).flatmap(
-    lambda step: st.lists(grid_values(step), min_size=1, max_size=MAX_EPOCHS)
-)
-arbitrary_sequences = st.lists(st.floats(-100, 100, allow_nan=False), min_size=1, max_size=MAX_EPOCHS)
-# A pool of 1-3 values drawn again and again: exact repeats, plateaus, exact ties.
-repeat_sequences = st.lists(any_finite_value, min_size=1, max_size=3).flatmap(
-    lambda pool: st.lists(st.sampled_from(pool), min_size=1, max_size=MAX_EPOCHS)
-)
-finite_sequences = grid_sequences | arbitrary_sequences | repeat_sequences
-non_finite_sequences = st.lists(st.sampled_from([NAN, INF, -INF]) | grid_values(0.1), min_size=1, max_size=MAX_EPOCHS)
+STEPS = (0.1, 0.05, 0.01)
+any_value = any_finite_value(product_grid, STEPS)
+finite_sequences = finite_runs(product_grid, STEPS, MAX_EPOCHS)
+non_finite_sequences = st.lists(st.sampled_from([NAN, INF, -INF]) | product_grid(0.1), min_size=1, max_size=MAX_EPOCHS)
 
 # Lightning uses min_delta with its sign and we use its absolute value: only
 # non-negative values mean the same on both sides (see the explicit test).
@@ -146,7 +137,7 @@ min_deltas = st.sampled_from([0.0, 0.05, 0.1, 0.25, 1e-7]) | st.floats(0, 0.3)
 def thresholds(values: list[float]) -> st.SearchStrategy[float | None]:
     """None, a value of the run (ties are the strictness edge), or one inside or outside its range."""
     finite = [v for v in values if math.isfinite(v)]
-    choices = st.none() | any_finite_value
+    choices = st.none() | any_value
     if finite:
         lo, hi = min(finite), max(finite)
         choices |= st.sampled_from(finite) | st.floats(lo - 1, hi + 1)

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from earlystop_core import MissingMetricError, ReduceLROnPlateau, StateError
 from earlystop_core._float32 import to_float32
 
-from helpers import same  # NaN equals NaN: Keras can adopt a NaN as best
+# same(): NaN equals NaN, as Keras can adopt a NaN as best
+from helpers import finite_runs, grid_values, same
 
 # Keras picks its backend on first import; torch is the only one installed.
 os.environ["KERAS_BACKEND"] = "torch"
@@ -86,34 +87,13 @@ def test_at_min_lr_wait_keeps_growing() -> None:
 # -- against the real Keras callback ------------------------------------------
 
 
-def on_grid(k: int, step: float, spelling: str) -> float:
-    """``k * step`` with the float64 noise of a product, a rounded decimal or a sum."""
-    if spelling == "product":
-        return k * step
-    if spelling == "decimal":
-        return round(k * step, 10)
-    total = 0.0
-    for _ in range(abs(k)):
-        total += step
-    return total if k >= 0 else -total
+def small_grid(step: float) -> st.SearchStrategy[float]:
+    return grid_values(step, lowest=-5, highest=20)
 
 
-def grid_values(step: float) -> st.SearchStrategy[float]:
-    return st.builds(on_grid, st.integers(-5, 20), st.just(step), st.sampled_from(["product", "decimal", "sum"]))
-
-
-arbitrary_values = st.floats(-100, 100, allow_nan=False) | st.floats(-100, 100, allow_nan=False, width=32)
-any_value = st.sampled_from([0.1, 0.05]).flatmap(grid_values) | arbitrary_values
-sequences = (
-    st.sampled_from([0.1, 0.05]).flatmap(lambda step: st.lists(grid_values(step), min_size=1, max_size=MAX_EPOCHS))
-    | st.lists(arbitrary_values, min_size=1, max_size=MAX_EPOCHS)
-    # A small pool drawn again and again: plateaus and exact ties, the epochs that count.
-    | st.lists(any_value, min_size=1, max_size=3).flatmap(
-        lambda pool: st.lists(st.sampled_from(pool), min_size=1, max_size=MAX_EPOCHS)
-    )
-)
+sequences = finite_runs(small_grid, (0.1, 0.05), MAX_EPOCHS)
 MISSING = None  # an epoch whose logs lack the metric
-odd_sequences = st.lists(st.sampled_from([NAN, INF, -INF, MISSING]) | grid_values(0.1), min_size=1, max_size=20)
+odd_sequences = st.lists(st.sampled_from([NAN, INF, -INF, MISSING]) | small_grid(0.1), min_size=1, max_size=20)
 
 
 @st.composite

@@ -47,7 +47,7 @@ from earlystop_core.replay.scalar import paired_bootstrap, replay_run
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BANK = ROOT.parent / "shared" / "curves" / "dev"
 DEFAULT_OUT = ROOT / "docs" / "policy.md"
-DEFAULT_MODULE = ROOT / "earlystop_core" / "policy_default.py"
+DEFAULT_MODULE = ROOT / "earlystop_core" / "policy" / "default.py"
 FIGURE = Path("figures") / "policy_pareto.png"  # relative to the markdown file
 #: Fixed patiences drawn as the two trade-off curves of the figure.
 CURVE_PATIENCES = (5, 8, 10, 12, 15, 20, 25, 30, 40)
@@ -297,7 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bank", type=Path, default=DEFAULT_BANK, help=f"curve bank (default {DEFAULT_BANK})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown file to write")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (1: all in this process)")
-    parser.add_argument("--write-default", action="store_true", help=f"refit and write {DEFAULT_MODULE.name}")
+    written = DEFAULT_MODULE.relative_to(ROOT)
+    parser.add_argument("--write-default", action="store_true", help=f"refit and write {written}")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     load(args.bank)
@@ -501,9 +502,9 @@ def report(
     mismatches = sum(a != b for a, b in zip(rec.stop, rec.simulated_stop, strict=True))
     total_mismatch = sum(sum(a != b for a, b in zip(o.stop, o.simulated_stop, strict=True)) for o in learned.values())
     add(
-        f"The vectorised simulation `fit_policy` tunes with (`policy_fit.simulate`) and the real Monitor replay agree "
-        f"on the stop epoch of {len(runs) * len(learned) - total_mismatch:,} of {len(runs) * len(learned):,} "
-        f"held-out replays ({mismatches} differences for the recommended configuration).\n"
+        "The vectorised simulation `fit_policy` tunes with (`earlystop_core.policy.fit.simulate`) and the real "
+        f"Monitor replay agree on the stop epoch of {len(runs) * len(learned) - total_mismatch:,} of "
+        f"{len(runs) * len(learned):,} held-out replays ({mismatches} differences for the recommended configuration).\n"
     )
 
     # per problem

@@ -172,6 +172,12 @@ def load_any(path: str | os.PathLike[str], format: str = "auto") -> Curves:
     return _load_text(path, text, kind, _run_id(path))
 
 
+def _load_file(path: str | os.PathLike[str], kind: str, run: str | None) -> Curves:
+    """Read a file in a known format other than ``"long"``; a single run is named ``run``, by default after the file."""
+    path = Path(path)
+    return _load_text(path, _read_text(path), kind, _run_id(path) if run is None else run)
+
+
 def _load_text(path: Path, text: str, kind: str, run: str) -> Curves:
     if kind == "long":
         return load_long_csv(path)
@@ -219,13 +225,11 @@ def load_keras_csv(path: str | os.PathLike[str], run: str | None = None) -> Curv
         >>> load_keras_csv(path)
         {'training': {'accuracy': [0.5, 0.6], 'loss': [0.9, nan]}}
     """
-    path = Path(path)
-    return {_run_id(path) if run is None else run: _keras(path, _read_text(path))}
+    return _load_file(path, "keras", run)
 
 
 def _keras(path: Path, text: str) -> Curve:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = _header(path, reader)
+    reader, header = _csv(path, text)
     if header[:1] != ["epoch"] or len(header) < 2:
         raise FormatError(path, reader.line_num, 1, f"expected a header 'epoch,<metric>,...', got {','.join(header)!r}")
     curve: Curve = {name: [] for name in header[1:]}
@@ -262,13 +266,11 @@ def load_lightning_csv(path: str | os.PathLike[str], run: str | None = None) -> 
         >>> load_lightning_csv(path)
         {'version_0': {'train_loss': [0.9, 0.6], 'val_loss': [1.0, nan]}}
     """
-    path = Path(path)
-    return {_run_id(path) if run is None else run: _lightning(path, _read_text(path))}
+    return _load_file(path, "lightning", run)
 
 
 def _lightning(path: Path, text: str) -> Curve:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = _header(path, reader)
+    reader, header = _csv(path, text)
     for required in ("epoch", "step"):
         if required not in header:
             raise FormatError(path, reader.line_num, None, f"a Lightning metrics.csv needs a {required!r} column")
@@ -310,8 +312,7 @@ def load_jsonl(path: str | os.PathLike[str], run: str | None = None) -> Curves:
         >>> load_jsonl(path)
         {'a': {'val_loss': [0.5, nan]}}
     """
-    path = Path(path)
-    return _jsonl(path, _read_text(path), _run_id(path) if run is None else run)
+    return _load_file(path, "jsonl", run)
 
 
 def _jsonl(path: Path, text: str, default_run: str) -> Curves:
@@ -534,6 +535,12 @@ def _gunzip(path: Path, data: bytes) -> bytes:
     except (zlib.error, EOFError) as error:
         raise FormatError(path, None, None, f"not a readable gzip file ({error})") from None
     return b"".join(parts)
+
+
+def _csv(path: Path, text: str) -> tuple[Any, list[str]]:
+    """A CSV reader over ``text``, past the header, and the header (see :func:`_header`)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    return reader, _header(path, reader)
 
 
 def _header(path: Path, reader: Any) -> list[str]:
