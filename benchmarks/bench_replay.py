@@ -19,7 +19,6 @@ patience; the other strategies are reported beside it.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
 import time
@@ -30,10 +29,10 @@ import numpy as np
 
 from earlystop_core.monitor import Monitor
 from earlystop_core.replay.bank import Bank
-
-#: The first is the headline (the FINDINGS protocol); the last is the slowest case, two stepped bests.
 from earlystop_core.replay.engine import evaluate
 from earlystop_core.replay.scalar import replay
+
+from timing import timed
 
 #: The first is the headline (the FINDINGS protocol); the last is the slowest case, two stepped bests.
 STRATEGIES: dict[str, dict[str, Any]] = {
@@ -54,6 +53,8 @@ STRATEGIES: dict[str, dict[str, Any]] = {
         "min_delta_mode": "rel",
         "smoothing": 0.5,
     },
+    # The default row of `earlystop replay` and `tune`: 17 features per epoch, two logarithms.
+    "recommended policy": {"policy": "recommended"},
 }
 HEADLINE = "patience 10"
 
@@ -79,27 +80,19 @@ def make_curves(runs: int, epochs: int, seed: int = 0) -> dict[str, dict[str, li
     return curves
 
 
-def timed(run: Callable[[], object]) -> float:
+def cpu_seconds(run: Callable[[], object]) -> float:
     """CPU seconds of one call, with the garbage collector paused.
 
     CPU time of this process, not wall time: on a shared machine, time spent
     waiting for a core is not the code's.
     """
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        start = time.process_time()
-        run()
-        return time.process_time() - start
-    finally:
-        if collecting:
-            gc.enable()
+    return timed(run, clock=time.process_time)
 
 
 def measure(runs: int, epochs: int, repeats: int, names: list[str] | None = None) -> dict[str, Any]:
     """Median CPU milliseconds of each path for each strategy, and the speed-ups."""
     curves = make_curves(runs, epochs)
-    pack = [timed(lambda: Bank.from_curves(curves)) for _ in range(3)]
+    pack = [cpu_seconds(lambda: Bank.from_curves(curves)) for _ in range(3)]
     bank = Bank.from_curves(curves)
     figures: dict[str, Any] = {"runs": runs, "epochs": epochs, "bank_ms": 1e3 * statistics.median(pack)}
     strategies: dict[str, Any] = {}
@@ -118,8 +111,8 @@ def measure(runs: int, epochs: int, repeats: int, names: list[str] | None = None
             raise AssertionError(f"{name}: the vectorised replay differs from the scalar one")
         slow, fast = [], []
         for _ in range(repeats):
-            slow.append(timed(scalar))
-            fast.append(timed(vectorised))
+            slow.append(cpu_seconds(scalar))
+            fast.append(cpu_seconds(vectorised))
         slow_ms, fast_ms = 1e3 * statistics.median(slow), 1e3 * statistics.median(fast)
         strategies[name] = {
             "engine": result.engine,

@@ -314,10 +314,8 @@ def _learn(bank: Any, args: argparse.Namespace) -> dict[str, Any]:
         file=sys.stderr,
     )
 
-    def make() -> Monitor:
-        return Monitor(monitor=args.monitor, mode=args.mode, policy=policy, restore_best_weights=True)
-
-    evaluation = evaluate(bank, make, target=args.target, target_mode=args.target_mode, reference=args.monitor)
+    strategy = {"monitor": args.monitor, "mode": args.mode, "policy": policy, "restore_best_weights": True}
+    evaluation = evaluate(bank, strategy, target=args.target, target_mode=args.target_mode, reference=args.monitor)
     return _row(f"policy={args.learn!r}", evaluation)
 
 

@@ -54,6 +54,8 @@ from earlystop_core.config import MonitorConfig
 from earlystop_core.errors import MissingMetricError, missing_keep_metric
 from earlystop_core.modes import resolve_mode
 from earlystop_core.monitor import Monitor
+from earlystop_core.policy.learned import LearnedPolicy
+from earlystop_core.policy.simulate import first_stops
 from earlystop_core.replay.bank import Bank, Curves
 from earlystop_core.replay.scalar import ON_ERROR, RunResult, Summary, replay
 
@@ -265,7 +267,10 @@ ENGINE_SUPPORT: dict[str, tuple[Callable[[Any], bool], str] | None] = {
     "smoothing": None,
     "normalize": None,  # only for a weighted monitor, which falls back anyway
     "metric_modes": None,  # likewise
-    "rule": (lambda value: value is None, "a rule= is replayed by the Monitor itself"),
+    "rule": (
+        lambda value: value is None or type(value) is LearnedPolicy,
+        "a rule= is replayed by the Monitor itself",
+    ),
     "max_epochs": None,  # read by patience='auto' only
     "n_samples": None,  # likewise
     "plateau": (lambda value: value is None, "a plateau= is replayed by the Monitor itself"),
@@ -398,7 +403,8 @@ def _evaluate_vectorised(
     with np.errstate(all="ignore"):  # float32 overflow to inf and NaN arithmetic are intended
         signal = _signal(_epoch_major(bank, key), n, config, work)
         keep32 = None if config.keep_best_by is None else _keep_values(bank, config, work)
-        stop, stopped, best = _decide(signal, n, config, engine == "scan", work, keep32)
+        logs = None if config.rule is None else {name: _epoch_major(bank, name) for name in config.rule.requires}
+        stop, stopped, best = _decide(signal, n, config, engine == "scan", work, keep32, logs)
     # A run without the monitored metric: every epoch is skipped (on_missing="skip"), or it fails.
     stop = np.where(has_key, stop, n - 1)
     stopped &= has_key
@@ -411,6 +417,13 @@ def _evaluate_vectorised(
         failed |= ~has_key
     if config.keep_best_by is not None:  # read at every epoch the monitored metric is
         failed |= has_key & ~bank.present.get(config.keep_best_by, absent)
+    negative = np.full(count, width)  # a rule taking logarithms refuses a negative value: the first epoch of one
+    if config.rule is not None:  # a learned policy (any other rule is replayed by the scalar loop)
+        for name in config.rule.requires:
+            failed |= has_key & ~bank.present.get(name, absent)
+        if config.rule.takes_log:
+            negative = _first_true(np.less(_epoch_major(bank, key), 0.0), width)
+            failed |= has_key & (negative <= stop)
     if reference is not None:
         oracle_name, oracle_mode = reference, resolve_mode(reference_mode, reference)
     else:
@@ -419,7 +432,7 @@ def _evaluate_vectorised(
     failed |= ~bank.present.get(oracle_name, absent) | ~finite
     if on_error == "raise" and failed.any():
         first = int(np.flatnonzero(failed)[0])
-        error = _failure(bank, first, config, target, reference, bool(has_key[first]))
+        error = _failure(bank, first, config, target, reference, bool(has_key[first]), int(negative[first]))
         if sys.version_info >= (3, 11):
             error.add_note(f"while replaying run {bank.runs[first]!r}")
         raise error
@@ -477,9 +490,12 @@ def _oracle(bank: Bank, name: str, mode: str, work: _Scratch) -> tuple[IntArray,
 
 
 def _failure(
-    bank: Bank, row: int, config: MonitorConfig, target: str, reference: str | None, has_key: bool
+    bank: Bank, row: int, config: MonitorConfig, target: str, reference: str | None, has_key: bool, negative: int
 ) -> Exception:
-    """The exception ``replay_run`` raises for this run (it failed the vectorised checks)."""
+    """The exception ``replay_run`` raises for this run (it failed the vectorised checks).
+
+    ``negative``: the first epoch with a negative monitored value, when the rule takes logarithms.
+    """
     names = [name for name in bank.values if bank.present[name][row]]
     if target not in names:
         return KeyError(f"no target metric {target!r} in the curve; metrics: {', '.join(names)}")
@@ -489,8 +505,24 @@ def _failure(
     assert isinstance(config.monitor, str)
     if not has_key and config.on_missing == "raise":
         return MissingMetricError(config.monitor, names)
+    rule = config.rule
+    if has_key and rule is not None:  # the Monitor checks a rule's inputs before it reads keep_best_by
+        for name in rule.requires:
+            if name not in names:
+                fix = f"The stopping rule reads it at every epoch (it requires {', '.join(sorted(rule.requires))})."
+                return MissingMetricError(name, names, fix)
+    refused = None
+    if has_key and rule is not None and negative < n:
+        value = float(bank.values[config.monitor][row, negative])
+        refused = ValueError(
+            f"{rule!r} takes logarithms of {config.name}, which must be >= 0, got {value!r}; use log=False"
+        )
+        if negative == 0:
+            return refused
     if has_key and config.keep_best_by is not None and config.keep_best_by not in names:
         return missing_keep_metric(config.keep_best_by, names, config.monitor)
+    if refused is not None:
+        return refused
     if reference is not None and reference not in names:
         return KeyError(f"no reference metric {reference!r} in the curve; metrics: {', '.join(names)}")
     if reference is None and not has_key:
@@ -709,11 +741,18 @@ def _adoptions(
 
 
 def _decide(
-    signal: _Signal, n: IntArray, config: MonitorConfig, scan: bool, work: _Scratch, keep32: Float32Array | None = None
+    signal: _Signal,
+    n: IntArray,
+    config: MonitorConfig,
+    scan: bool,
+    work: _Scratch,
+    keep32: Float32Array | None = None,
+    logs: Mapping[str, FloatArray] | None = None,
 ) -> tuple[IntArray, BoolArray, IntArray]:
     """Every run's stop epoch, whether it stopped, and its best (kept) epoch, -1 for none.
 
     ``keep32``: with ``keep_best_by``, its signed float32 values, which pick the kept epoch instead.
+    ``logs``: ``{metric: (epochs, runs)}``, the metrics a learned policy reads besides the monitored one.
 
     Nothing a run does after it stops changes what came before, so the bests
     are stepped over every epoch of every run, and the stop is then the first
@@ -722,8 +761,6 @@ def _decide(
     width, count = signal.signed.shape
     start = config.start_from_epoch
     first = min(max(start, config.best_from_epoch), width)  # the first epoch that can become the tracked best
-    patience = config.patience
-    assert isinstance(patience, int)
     tracked, tracked32 = _tracked32(signal, config, work)
     split = config.smoothing > 0 or config.best_from_epoch > 0  # the kept best is the raw value's, from start
     if split and first < width:
@@ -742,10 +779,41 @@ def _decide(
     else:
         history, improves = _adoptions(tracked[first:], tracked32[first:], config, scan, work, "best:tracked")
         kept = history
-    steps = len(history)
+    reached = width if signal.reached is None else _first_true(signal.reached, width)
+    if isinstance(config.rule, LearnedPolicy):
+        assert logs is not None
+        limit = np.minimum(np.minimum(n, signal.guard), reached + 1)  # the epochs the policy is asked about
+        exhausted = _policy_stops(config.rule, config, tracked, improves, first, logs, limit, work)
+    else:
+        exhausted = first + _first_true(
+            _patience_exhausted(config, tracked, history, improves, first, signal.reached, work), width
+        )
+    stop, stopped, last = _ends(n, signal.guard, exhausted, reached)
+    if keep32 is not None:
+        return stop, stopped, _kept_by(keep32, signal.signed32, start, last, work)
+    if split and first >= width:
+        kept, _ = _adoptions(signal.signed[start:], signal.signed32[start:], config, scan, work, "best:kept")
+    return stop, stopped, _best_epochs(kept, start if split else first, last, work)
+
+
+def _patience_exhausted(
+    config: MonitorConfig,
+    tracked: FloatArray,
+    history: Float32Array,
+    improves: BoolArray,
+    first: int,
+    reached: BoolArray | None,
+    work: _Scratch,
+) -> BoolArray:
+    """Per epoch from ``first``: whether fixed patience stops there (not where the threshold is reached).
+
+    Epoch ``first + i`` exhausts the patience if it does not improve and the wait (epochs counted from
+    ``start_from_epoch``, back to 0 when a best beats the baseline) has reached the patience.
+    """
+    steps, count = history.shape
+    start, patience = config.start_from_epoch, config.patience
+    assert isinstance(patience, int)
     stuck = np.isnan(history[0]) if steps else np.zeros(count, dtype=bool)  # a NaN best nothing improves on
-    # Epoch first + i exhausts the patience if it does not improve and the wait (epochs counted
-    # from start_from_epoch, back to 0 when a best beats the baseline) has reached the patience.
     calm = work.get("calm", bool, steps)
     if config.baseline is None:  # every adoption resets: the best is unchanged over the window
         calm[:patience] = False
@@ -753,14 +821,7 @@ def _decide(
         if stuck.any():
             calm[patience:, stuck] = True
     else:
-        baseline = config.baseline * (1.0 if config.mode == "min" else -1.0)
-        margin = config.min_delta * abs(baseline) if config.min_delta_mode == "rel" else config.min_delta
-        shifted32 = work.get("beats32", np.float32, steps)
-        np.copyto(
-            shifted32, np.add(tracked[first:], margin, out=work.get("float64", np.float64, steps)), casting="same_kind"
-        )
-        resets = np.less(shifted32, np.float32(baseline), out=work.get("resets", bool, steps))
-        resets &= improves
+        resets = _resets(config, tracked, improves, first, work)
         counts = work.get("counts", np.int32, steps + 1)
         counts[0] = 0
         totals, rows = list(counts), list(resets)
@@ -769,18 +830,55 @@ def _decide(
         since = np.maximum(np.arange(steps) + 1 - patience, 0)
         np.equal(counts[1:], counts[since], out=calm)
         calm[: max(0, start - 1 + patience - first)] = False  # fewer than `patience` epochs counted yet
-    exhausted = np.greater(calm, improves, out=calm)  # calm and not improving
+    exhausted: BoolArray = np.greater(calm, improves, out=calm)  # calm and not improving
     exhausted[:1] = False  # the first adoptable epoch improves
-    if signal.reached is not None:
-        np.greater(exhausted, signal.reached[first:], out=exhausted)  # and not at the goal
-    stop, stopped, last = _ends(
-        n,
-        signal.guard,
-        first + _first_true(exhausted, width),
-        width if signal.reached is None else _first_true(signal.reached, width),
+    if reached is not None:
+        np.greater(exhausted, reached[first:], out=exhausted)  # and not at the goal
+    return exhausted
+
+
+def _resets(config: MonitorConfig, tracked: FloatArray, improves: BoolArray, first: int, work: _Scratch) -> BoolArray:
+    """Per epoch from ``first``: whether it sets ``wait`` back to 0 (an adoption beating the baseline, if any)."""
+    if config.baseline is None:
+        return improves
+    steps = len(improves)
+    baseline = config.baseline * (1.0 if config.mode == "min" else -1.0)
+    margin = config.min_delta * abs(baseline) if config.min_delta_mode == "rel" else config.min_delta
+    shifted32 = work.get("beats32", np.float32, steps)
+    np.copyto(
+        shifted32, np.add(tracked[first:], margin, out=work.get("float64", np.float64, steps)), casting="same_kind"
     )
-    if keep32 is not None:
-        return stop, stopped, _kept_by(keep32, signal.signed32, start, last, work)
-    if split and first >= width:
-        kept, _ = _adoptions(signal.signed[start:], signal.signed32[start:], config, scan, work, "best:kept")
-    return stop, stopped, _best_epochs(kept, start if split else first, last, work)
+    resets: BoolArray = np.less(shifted32, np.float32(baseline), out=work.get("resets", bool, steps))
+    resets &= improves
+    return resets
+
+
+def _policy_stops(
+    policy: LearnedPolicy,
+    config: MonitorConfig,
+    tracked: FloatArray,
+    improves: BoolArray,
+    first: int,
+    logs: Mapping[str, FloatArray],
+    limit: IntArray,
+    work: _Scratch,
+) -> IntArray:
+    """Per run, the first epoch the learned policy stops at (``width`` for none), before the threshold's say.
+
+    The policy is asked from ``start_from_epoch`` on, with what the Monitor passes a rule: the tracked
+    value, the tracked best (None before ``first``), ``wait`` and whether the epoch was adopted. Epochs
+    from ``limit`` on (a run's end, a guard, a threshold reached) are not computed.
+    """
+    start = config.start_from_epoch
+    width, count = tracked.shape
+    if start >= width:  # no epoch is monitored
+        return np.full(count, width, dtype=np.int64)
+    offset = first - start
+    adopted = np.zeros((width - start, count), dtype=bool)
+    adopted[offset:] = improves
+    reset = adopted if config.baseline is None else np.zeros_like(adopted)
+    if config.baseline is not None:
+        reset[offset:] = _resets(config, tracked, improves, first, work)
+    inputs = {name: logs[name][start:] for name in policy.requires}
+    stops = first_stops(policy, start, tracked[start:], adopted, reset, inputs, limit - start, offset)
+    return np.where(stops < width - start, stops + start, width)
