@@ -5,6 +5,10 @@
 stopping policy from the runs), ``earlystop plot`` draws one run with the best
 and stop epochs marked, and ``earlystop demo`` streams one curve through a
 Monitor, printing every decision.
+
+Each command imports the tools it runs when it runs (numpy, matplotlib): the
+command line starts fast, and ``demo`` never loads numpy. No import here dodges
+a cycle; the CLI is the top layer (see ``tests/test_architecture.py``).
 """
 
 from __future__ import annotations

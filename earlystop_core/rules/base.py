@@ -47,6 +47,8 @@ class Rule(abc.ABC):
         self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Mapping[str, Any]
     ) -> bool:
         """Whether to stop after this epoch (values signed: lower is better)."""
+        # Six arguments rather than one record object: building a record costs about 180 ns a call,
+        # a fifth of an update with a rule (measured for issue 12).
 
     @abc.abstractmethod
     def spec(self) -> dict[str, Any]:
