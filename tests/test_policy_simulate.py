@@ -243,3 +243,15 @@ def test_the_fitting_simulation_stops_where_the_monitor_does(
     _, _, stops = simulate(records, logits, policy.min_wait, policy.max_wait, [cut])
     results = replay(curves, lambda: Monitor(rule=policy, restore_best_weights=True, **options))
     assert [r.stop for r in results] == stops[:, 0].tolist()
+
+
+def test_runs_taken_a_few_at_a_time_stop_where_all_at_once_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large banks are cut into groups of runs (for the cache): the stops must not depend on the cut."""
+    import earlystop_core.policy.simulate as simulation
+
+    bank = Bank.load(ROOT / "earlystop_core" / "data" / "sample_curves.csv.gz")
+    strategy = {"policy": "recommended", "smoothing": 0.3}
+    whole = evaluate(bank, strategy)
+    monkeypatch.setattr(simulation, "_RUNS", 7)
+    assert evaluate(bank, strategy).results() == whole.results()
+    assert whole.results() == evaluate(bank, strategy, engine="scalar").results()

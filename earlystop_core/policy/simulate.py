@@ -44,6 +44,8 @@ BoolArray = npt.NDArray[np.bool_]
 
 #: Epochs computed per step for the runs still going (more: fewer numpy calls; fewer: less work past a stop).
 BLOCK = 16
+#: Runs computed together at most (more are taken in turn).
+_RUNS = 1024
 _FLOOR_LEVEL = math.log(LOG_FLOOR)
 _CAP = 50.0
 _NOISE_FLOOR = 1e-6
@@ -93,6 +95,13 @@ def first_stops(
         [4]
     """
     rows, count = value.shape
+    if count > _RUNS:  # runs are independent: a few thousand at a time keep the work arrays in the cache
+        parts = [slice(lo, lo + _RUNS) for lo in range(0, count, _RUNS)]
+        return np.concatenate([
+            first_stops(policy, start, value[:, part], adopted[:, part], reset[:, part],
+                        {name: array[:, part] for name, array in logs.items()}, limit[part], earliest, block)
+            for part in parts
+        ])  # fmt: skip
     stops = np.full(count, rows, dtype=np.int64)
     longest = max(start + rows, policy.max_epochs or 0)  # what log1p is taken of
     tracker = _Trackers(policy, start, rows, count, longest)
