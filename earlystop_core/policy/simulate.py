@@ -51,7 +51,9 @@ _CAP = 50.0
 _NOISE_FLOOR = 1e-6
 #: Whether :func:`_log` may round extended-precision logarithms (see there); else it calls ``math.log``.
 _EXTENDED_LOG = (
-    np.finfo(np.longdouble).nmant >= 63
+    np.finfo(np.longdouble).nmant == 63  # x87 extended precision, stored little-endian in 16 bytes
+    and np.dtype(np.longdouble).itemsize == 16
+    and sys.byteorder == "little"
     and platform.libc_ver()[0] == "glibc"
     and tuple(int(part) for part in platform.libc_ver()[1].split(".")[:2]) >= (2, 28)
 )
@@ -319,7 +321,10 @@ def _log(values: FloatArray) -> FloatArray:
         return np.fromiter(map(math.log, values.tolist()), dtype=np.float64, count=len(values))
     wide = np.log(values.astype(np.longdouble))
     result = wide.astype(np.float64)
-    tie = np.abs((wide - result).astype(np.float64)) > 0.45 * np.spacing(np.abs(result))
+    # Rounding to float64 drops the low 11 bits of the 64-bit mantissa (in the first two of each value's 16
+    # bytes): 1024 of 2048 is exactly half an ulp, so 922..1126 is within 0.05 ulp of a tie.
+    dropped = wide.view(np.uint16)[::8] & 0x7FF
+    tie = (dropped - np.uint16(922)) < 205  # uint16 arithmetic wraps: below 922 becomes large
     if tie.any():
         near = values[tie]
         result[tie] = np.fromiter(map(math.log, near.tolist()), dtype=np.float64, count=len(near))
