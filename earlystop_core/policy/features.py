@@ -40,6 +40,7 @@ monitored epochs:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -169,6 +170,15 @@ class FeatureTracker:
         #: The names of the features :meth:`step` returns, in order.
         self.names = tuple(name for family in self.families for name in FAMILIES[family])
         self.reset()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FeatureTracker:
+        # A Monitor copies its policy, and the policy its tracker: only the history and the last features
+        # are mutable (everything else is a number, a string or a tuple), so a copy is cheap.
+        clone = copy.copy(self)
+        memo[id(self)] = clone
+        clone._history = deque(self._history, maxlen=HISTORY)
+        clone._features = list(self._features)
+        return clone
 
     def reset(self) -> None:
         """Forget every epoch seen."""

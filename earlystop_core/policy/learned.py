@@ -166,7 +166,7 @@ class LearnedPolicy(Rule):
                 raise ValueError(f"this policy uses {family} features: name the metric ({family}_metric=...)")
         self.requires = frozenset(k for k in (self.train_metric, self.accuracy_metric) if k is not None)
         self.monitor = _json_object("monitor", monitor)
-        self.info = _json_object("info", info)
+        self._info = json.dumps(_json_object("info", info))  # immutable: copies of the policy share it
         budget = (self.max_epochs or 1) if self.needs_budget else None  # unbound: never used, see _unbound
         self._tracker = FeatureTracker(self.log, budget, self.train_metric, self.accuracy_metric)
         self._step = self._tracker.step
@@ -188,10 +188,15 @@ class LearnedPolicy(Rule):
         clone = copy.copy(self)
         memo[id(self)] = clone
         clone.monitor = copy.deepcopy(self.monitor, memo)
-        clone.info = copy.deepcopy(self.info, memo)
         clone._tracker = copy.deepcopy(self._tracker, memo)
         clone._step = clone._tracker.step
         return clone
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The free JSON metadata given when the policy was made (a fresh copy at each read)."""
+        parsed: dict[str, Any] = json.loads(self._info)
+        return parsed
 
     # -- deciding -------------------------------------------------------------------------------------------------
 
@@ -339,7 +344,7 @@ class LearnedPolicy(Rule):
             "families": sorted({FEATURES[name] for name in self.features}),
             **self._parameters(),
             "monitor": dict(self.monitor),
-            "info": dict(self.info),
+            "info": self.info,
         }
         # A flipped digit in a weight would change every decision silently: from_json checks this.
         data["checksum"] = digest(data)
@@ -476,6 +481,12 @@ def recommended_policy() -> LearnedPolicy:
         >>> policy.requires == {"loss", "val_accuracy"}, policy.needs_budget, policy.monitor["keep_best_by"]
         (True, False, 'val_accuracy')
     """
+    return copy.deepcopy(_recommended())
+
+
+@functools.cache
+def _recommended() -> LearnedPolicy:
+    # Parsed and checked once: Monitor(policy="recommended") copies it (a Monitor per run in a replay).
     return LearnedPolicy.from_json(RECOMMENDED)
 
 
