@@ -390,13 +390,13 @@ def test_the_vectorised_replay_is_fifty_times_faster_than_the_scalar_loop() -> N
 
 
 @pytest.mark.slow
-def test_the_vectorised_learned_policy_is_ten_times_faster_than_the_scalar_loop() -> None:
-    """The default row of ``earlystop replay``: measured about 18x on 1,000 runs (docs/performance.md); 10x here."""
+def test_the_vectorised_learned_policy_is_eight_times_faster_than_the_scalar_loop() -> None:
+    """The default row of ``earlystop replay``: measured 13x on 1,000 runs (docs/performance.md); 8x here."""
     command = [sys.executable, str(BENCHMARK), "--runs", "400", "--epochs", "200", "--repeats", "3"]
     command += ["--strategy", "recommended policy", "--json"]
     out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
     figures = json.loads(out.strip().splitlines()[-1])
-    assert figures["strategies"]["recommended policy"]["speedup"] >= 10, figures
+    assert figures["strategies"]["recommended policy"]["speedup"] >= 8, figures
 
 
 def test_every_monitor_option_is_classified_for_the_engine() -> None:

@@ -97,8 +97,9 @@ def first_stops(
         [4]
     """
     rows, count = value.shape
-    if count > _RUNS:  # runs are independent: a few thousand at a time keep the work arrays in the cache
-        parts = [slice(lo, lo + _RUNS) for lo in range(0, count, _RUNS)]
+    if count > _RUNS:  # runs are independent: a thousand at a time keep the work arrays in the cache
+        size = -(-count // -(-count // _RUNS))  # groups of equal size, none above _RUNS
+        parts = [slice(lo, lo + size) for lo in range(0, count, size)]
         return np.concatenate([
             first_stops(policy, start, value[:, part], adopted[:, part], reset[:, part],
                         {name: array[:, part] for name, array in logs.items()}, limit[part], earliest, block)
