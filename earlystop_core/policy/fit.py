@@ -19,7 +19,9 @@ Three steps:
    within the budget. The model is then refitted on every run.
 
 :func:`simulate` replays a fitted score on the records exactly as the Monitor
-would (the same stop conditions), vectorised over thresholds.
+would (the same stop conditions), vectorised over thresholds. (Replaying a
+fitted policy over a curve bank, features and all, is
+:func:`earlystop_core.policy.simulate.first_stops`.)
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ and Monitor settings.
 
 Arrays are epoch-major, ``(rows, runs)``: row ``r`` is the epoch
 ``start + r``, the ``r + 1``-th epoch the policy is asked about.
+
+(Fitting sweeps thresholds over features recorded by a real Monitor instead:
+:func:`earlystop_core.policy.fit.simulate`.)
 """
 
 from __future__ import annotations
