@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -113,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--mode", default="auto", choices=["auto", "min", "max"])
     demo.add_argument("--patience", type=int, default=10)
     demo.add_argument("--min-delta", type=float, default=0.0)
-    demo.add_argument("--target", default="test_accuracy", help="metric reported for the restored epoch")
+    demo.add_argument("--target", default="auto", help="metric reported for the restored epoch ('auto': as for replay)")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
     demo.set_defaults(run=_demo)
     return parser
@@ -128,7 +129,12 @@ def _bank_arguments(parser: argparse.ArgumentParser, path_required: bool = False
     )
     parser.add_argument("--monitor", default="val_loss", help="the validation metric the strategies watch")
     parser.add_argument("--mode", default="auto", choices=["auto", "min", "max"])
-    parser.add_argument("--target", default="test_accuracy", help="the metric judging the kept epoch")
+    parser.add_argument(
+        "--target",
+        default="auto",
+        help="the metric judging the kept epoch; 'auto' (default): a held-out test_* metric when the logs have "
+        "one, else val_accuracy, else the monitored metric (regret then measured on validation data)",
+    )
     parser.add_argument("--target-mode", default="auto", choices=["auto", "min", "max"])
 
 
@@ -139,51 +145,138 @@ def _replay(args: argparse.Namespace) -> int:
     from earlystop_core.replay.bank import Bank
 
     bank = _bank(args.path)
+    _resolve_target(args, _logged(bank))
     specs = args.strategy or COMPARISON
-    rows = _rows(bank, specs, args, "strategies")
+    rows = _rows(bank, specs, args, "strategies", required=bool(args.strategy))
     if args.json:
-        print(
-            json.dumps(
-                [{key: row[key] for key in ("strategy", "runs", "epochs_saved", "regret", "gain")} for row in rows]
-            )
-        )
+        keys = ("strategy", "runs", "epochs_saved", "regret", "gain")
+        print(_strict_json([{key: row[key] for key in keys} for row in rows]))
     else:
         print(_table(rows, args.target, bank))
     assert isinstance(bank, Bank)
     return 0
 
 
-def _rows(bank: Any, specs: Sequence[str], args: argparse.Namespace, what: str) -> list[dict[str, Any]]:
-    """A table row per strategy spec, replayed over the bank one after the other (with a progress bar on a terminal)."""
+def _rows(bank: Any, specs: Sequence[str], args: argparse.Namespace, what: str, required: bool) -> list[dict[str, Any]]:
+    """A table row per strategy spec, replayed over the bank one after the other (with a progress bar on a terminal).
+
+    A strategy no run can be replayed with is an error when ``required`` (the user named it), else left out
+    with a note (a row of a built-in comparison that does not fit these logs).
+    """
     rows = []
     with _Progress(len(specs), what) as progress:
         for spec in specs:
-            rows.append(_row(spec, _evaluate(bank, spec, args)))
+            evaluation = _evaluate(bank, spec, args, required)
+            if evaluation is not None:
+                rows.append(_row(spec, evaluation))
             progress.step()
     return rows
 
 
-def _evaluate(bank: Any, spec: str, args: argparse.Namespace) -> Any:
-    """Replay a strategy over the bank; runs it cannot replay are skipped, and said so on stderr."""
+def _evaluate(bank: Any, spec: str, args: argparse.Namespace, required: bool = True) -> Any:
+    """Replay a strategy over the bank; runs it cannot replay are skipped, and said so on stderr.
+
+    Returns None for a strategy no run can be replayed with, unless ``required``: then that is an error
+    naming the reason and the flag that fixes it.
+    """
     from earlystop_core.replay.engine import evaluate
 
     strategy = _strategy(spec, args)
     options = {"target": args.target, "target_mode": args.target_mode, "reference": args.monitor}
     evaluation = evaluate(bank, strategy, on_error="skip", **options)
-    if len(evaluation) < len(bank):
-        replayed = set(evaluation.runs)
-        first = next(index for index, run in enumerate(bank.runs) if run not in replayed)
-        try:  # the first skipped run again, to say why
-            evaluate({bank.runs[first]: bank.curve(first)}, strategy, **options)
-            reason = "it could not be replayed"
-        except (KeyError, ValueError, TypeError, ArithmeticError) as error:
-            reason = f"{type(error).__name__}: {error.args[0] if isinstance(error, KeyError) else error}"
+    if len(evaluation) == len(bank):
+        return evaluation
+    replayed = set(evaluation.runs)
+    first = next(index for index, run in enumerate(bank.runs) if run not in replayed)
+    fix = "check the strategy against the metrics logged"
+    try:  # the first skipped run again, to say why
+        evaluate({bank.runs[first]: bank.curve(first)}, strategy, **options)
+        reason = "it could not be replayed"
+    except (KeyError, ValueError, TypeError, ArithmeticError) as error:
+        reason = f"{type(error).__name__}: {error.args[0] if isinstance(error, KeyError) else error}"
+        fix = _fix(error, args)
+    run = bank.runs[first]
+    if len(evaluation):
+        print(f"earlystop: {spec}: {len(bank) - len(evaluation)} of {len(bank)} runs skipped; run {run!r}: {reason}",
+              file=sys.stderr)  # fmt: skip
+        return evaluation
+    if required:
+        raise ValueError(f"{spec}: none of the {len(bank)} runs can be replayed ({fix}); run {run!r}: {reason}")
+    print(f"earlystop: {spec}: left out, it does not fit these logs ({fix}); run {run!r}: {reason}", file=sys.stderr)
+    return None
+
+
+def _fix(error: Exception, args: argparse.Namespace) -> str:
+    """The flag that fixes a replay error, in a few words."""
+    missing = getattr(error, "key", None)
+    text = str(error)
+    if missing == args.monitor or (missing is None and f"{args.monitor!r}" in text and "metric" in text):
+        return "the logs have no such metric: name the monitored one with --monitor"
+    if f"target metric {args.target!r}" in text:
+        return "the logs have no such metric: name another with --target"
+    if missing is not None:
+        return f"the strategy reads {missing!r}, which these logs lack: choose another --strategy"
+    if "logarithms" in text:
+        return "the strategy takes logarithms of a metric that goes negative: choose another --strategy"
+    return "check the strategy against the metrics logged"
+
+
+def _logged(bank: Any) -> list[str]:
+    """The metrics every run of the bank logs."""
+    return [name for name in bank.values if bool(bank.present[name].all())]
+
+
+def choose_target(metrics: Sequence[str], monitor: str) -> tuple[str, bool]:
+    """The metric ``--target auto`` judges the kept epoch by, and whether it is held out from training.
+
+    A held-out ``test_*`` metric when the logs have one (accuracy first, then the monitored one's test
+    twin); otherwise the validation accuracy the weights can be kept by, else the monitored metric.
+
+    Examples:
+        >>> choose_target(["loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy"], "val_loss")
+        ('test_accuracy', True)
+        >>> choose_target(["loss", "val_loss", "test_loss"], "val_loss")
+        ('test_loss', True)
+        >>> choose_target(["loss", "val_loss", "val_accuracy"], "val_loss")
+        ('val_accuracy', False)
+        >>> choose_target(["loss", "val_loss"], "val_loss")
+        ('val_loss', False)
+    """
+    held_out = sorted(name for name in metrics if name.startswith("test_"))
+    for name in ("test_accuracy", "test_acc", "test_" + monitor.removeprefix("val_"), *held_out):
+        if name in held_out:
+            return name, True
+    if ACCURACY in metrics and monitor != ACCURACY:
+        return ACCURACY, False
+    return monitor, False
+
+
+def _resolve_target(args: argparse.Namespace, metrics: Sequence[str]) -> None:
+    """Replace ``--target auto`` by the metric :func:`choose_target` picks; say so when it is validation data."""
+    if args.target != "auto":
+        return
+    args.target, held_out = choose_target(metrics, args.monitor)
+    if not held_out:
         print(
-            f"earlystop: {spec}: {len(bank) - len(evaluation)} of {len(bank)} runs skipped; "
-            f"run {bank.runs[first]!r}: {reason}",
+            f"earlystop: no held-out test_* metric in the logs: regret is measured on {args.target}, validation "
+            "data (name another metric with --target)",
             file=sys.stderr,
         )
-    return evaluation
+
+
+def _strict_json(value: Any) -> str:
+    """JSON as the standard has it: a NaN or infinite number is written null."""
+
+    def strict(item: Any) -> Any:
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {key: strict(inner) for key, inner in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [strict(inner) for inner in item]
+        return item
+
+    return json.dumps(strict(value), allow_nan=False)
 
 
 def _strategy(spec: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -266,8 +359,9 @@ def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _tune(args: argparse.Namespace) -> int:
     bank = _bank(args.path)
+    _resolve_target(args, _logged(bank))
     specs = _candidates(bank)
-    rows = _rows(bank, specs, args, "candidates")
+    rows = _rows(bank, specs, args, "candidates", required=False)
     if args.learn:
         rows.append(_learn(bank, args))
     rows = [row for row in rows if row["runs"]]
@@ -275,7 +369,7 @@ def _tune(args: argparse.Namespace) -> int:
     allowed = [row for row in front if row["regret"] <= args.max_regret]
     pick = max(allowed, key=lambda row: row["epochs_saved"]) if allowed else min(front, key=lambda r: r["regret"])
     if args.json:
-        print(json.dumps({"front": front, "recommended": pick["strategy"]}))
+        print(_strict_json({"front": front, "recommended": pick["strategy"]}))
     else:
         print("Pareto front (no other candidate saves more epochs at lower regret):")
         print(_table(front, args.target, bank))
@@ -376,6 +470,7 @@ def _plot(args: argparse.Namespace) -> int:
     if args.run_id not in curves:
         raise KeyError(f"no run {args.run_id!r} in {args.path}; runs: {', '.join(list(curves)[:10])}, ...")
     curve = curves[args.run_id]
+    _resolve_target(args, list(curve))
     strategy = _strategy(args.strategy, args)
     result = replay_run(curve, lambda: Monitor(**strategy), args.target, args.target_mode, reference=args.monitor)
     pyplot = _pyplot()
@@ -444,6 +539,7 @@ def _demo(args: argparse.Namespace) -> int:
     if run not in curves:
         raise KeyError(f"no run {run!r} in the curves; runs: {', '.join(list(curves)[:10])}, ...")
     curve = curves[run]
+    _resolve_target(args, list(curve))
     if args.target not in curve:
         raise KeyError(f"no metric {args.target!r} in the curves; metrics: {', '.join(curve)}")
     monitor = Monitor(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -117,7 +118,7 @@ def test_the_installed_command_runs() -> None:
     assert "default" in result.stdout
 
 
-def test_runs_a_strategy_cannot_replay_are_counted_and_explained(
+def test_a_strategy_no_run_can_replay_is_an_error_naming_the_fix(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rows = ["run,epoch,val_loss,val_accuracy,test_accuracy"]  # no training loss: the default policy needs one
@@ -125,8 +126,75 @@ def test_runs_a_strategy_cannot_replay_are_counted_and_explained(
     path = tmp_path / "curves.csv"
     path.write_text("\n".join(rows) + "\n")
     status, out, err = run(capsys, "replay", str(path), "--strategy", "default", "--strategy", "patience=5", "--json")
-    assert status == 0
-    assert [row["runs"] for row in json.loads(out)] == [0, 3]
-    assert "earlystop: default: 3 of 3 runs skipped; run '0': MissingMetricError: metric 'loss'" in err
-    assert "The stopping rule reads it at every epoch (it requires loss, val_accuracy)." in err
-    assert "patience=5" not in err
+    assert status == 2 and out == ""
+    assert "default: none of the 3 runs can be replayed (the strategy reads 'loss', which these logs lack" in err
+    assert "run '0': MissingMetricError: metric 'loss'" in err
+    status, out, err = run(capsys, "replay", str(path), "--strategy", "patience=5", "--target", "test_acc")
+    assert status == 2 and "the logs have no such metric: name another with --target" in err
+    status, out, err = run(capsys, "replay", str(path), "--strategy", "patience=5", "--monitor", "eval_loss")
+    assert status == 2 and "name the monitored one with --monitor" in err and "Did you mean 'val_loss'?" in err
+
+
+def test_some_runs_skipped_are_counted_and_explained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = ["run,epoch,loss,val_loss,val_accuracy,test_accuracy"]
+    rows += [f"0,{t},{0.9 / (1 + t)},{1 / (1 + t) + 0.01 * t},{0.5 + 0.01 * t},0.5" for t in range(30)]
+    rows += [f"1,{t},{0.9 / (1 + t)},{-0.1 * t},{0.5 + 0.01 * t},0.5" for t in range(30)]  # a negative loss
+    path = tmp_path / "curves.csv"
+    path.write_text("\n".join(rows) + "\n")
+    status, out, err = run(capsys, "replay", str(path), "--strategy", "default", "--json")
+    assert status == 0 and [row["runs"] for row in json.loads(out)] == [1]
+    assert "default: 1 of 2 runs skipped; run '1': ValueError: " in err and "takes logarithms" in err
+
+
+def keras_log(path: Path, test: bool = False) -> Path:
+    """What a Keras CSVLogger writes for one run of model.fit (with a test metric when ``test``)."""
+    lines = ["epoch,accuracy,loss,val_accuracy,val_loss" + (",test_accuracy" if test else "")]
+    for t in range(60):
+        val_loss = 1 / (1 + 0.1 * t) + 0.003 * t + 0.01 * ((t * 7919) % 13 - 6) / 6
+        accuracy = min(0.95, 0.5 + 0.008 * t - 0.00005 * t * t)
+        line = f"{t},{min(0.99, 0.5 + 0.01 * t):.4f},{0.9 / (1 + 0.15 * t):.5f},{accuracy:.4f},{val_loss:.5f}"
+        lines.append(line + (f",{accuracy - 0.01:.4f}" if test else ""))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_training_log_without_test_metrics_replays_on_validation_data_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = keras_log(tmp_path / "keras_log.csv")
+    status, out, err = run(capsys, "replay", str(log), "--json")
+    rows = json.loads(out)
+    assert status == 0 and rows and all(row["runs"] == 1 for row in rows)
+    assert all(math.isfinite(row[key]) for row in rows for key in ("epochs_saved", "regret", "gain"))
+    assert err.count("regret is measured on val_accuracy, validation data") == 1
+    status, out, err = run(capsys, "replay", str(keras_log(tmp_path / "with_test.csv", test=True)))
+    assert status == 0 and "in test_accuracy units" in out and "validation data" not in err
+    status, out, err = run(capsys, "demo", str(log), "--quiet")
+    assert status == 0 and "val_accuracy" in out
+
+
+def test_comparison_rows_that_do_not_fit_the_logs_are_left_out_with_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = ["epoch,val_loss"] + [f"{t},{1 / (1 + 0.1 * t) + 0.003 * t}" for t in range(50)]
+    path = tmp_path / "only_val_loss.csv"
+    path.write_text("\n".join(lines) + "\n")
+    status, out, err = run(capsys, "replay", str(path), "--json")
+    strategies = [row["strategy"] for row in json.loads(out)]
+    assert status == 0 and "patience=10" in strategies
+    assert "default" not in strategies and "patience=20,keep_best_by=val_accuracy" not in strategies
+    assert "earlystop: default: left out, it does not fit these logs" in err
+    assert "regret is measured on val_loss" in err
+
+
+def test_json_output_is_strict_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ["epoch,val_loss,score"] + [
+        f"{t},{1 / (1 + 0.1 * t) + 0.003 * t},{'nan' if t > 5 else 0.5}" for t in range(40)
+    ]
+    path = tmp_path / "log.csv"
+    path.write_text("\n".join(lines) + "\n")
+    status, out, _ = run(
+        capsys, "replay", str(path), "--strategy", "patience=3", "--target", "score", "--target-mode", "max", "--json"
+    )
+    (row,) = json.loads(out, parse_constant=lambda name: pytest.fail(f"not JSON: {name}"))
+    assert status == 0 and row["regret"] is None
