@@ -10,6 +10,7 @@ Examples:
     [False, False, False, True]
 """
 
+from earlystop_core._version import __version__ as __version__
 from earlystop_core.config import MonitorConfig
 from earlystop_core.decision import Decision, StopReason
 from earlystop_core.errors import FormatError, MissingMetricError, StateError
@@ -76,4 +77,3 @@ __all__ = [
     "recommended_policy",
     "suggest_patience",
 ]
-__version__ = "0.1.0"

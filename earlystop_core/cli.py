@@ -21,23 +21,26 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from earlystop_core._version import __version__
 from earlystop_core.curves import epochs, sample_curves_path
 from earlystop_core.monitor import Monitor
 from earlystop_core.replay.strategy import parse_strategy
 
-#: Named strategies; ``default`` is the library's recommendation (see docs/replay.md).
+#: Named strategies; ``recommended`` is the library's learned policy (see docs/replay.md).
 PRESETS = {
-    "default": "policy=recommended",
+    "recommended": "policy=recommended",
     "warmup": "patience=15,best_from_epoch=3",
     "combo": "rule=Patience(20) | (Patience(14) & Stalled(10, log=True)),best_from_epoch=3",
 }
+#: What PATH names the curves bundled with the package by.
+SAMPLE = "sample"
 #: The accuracy metric a learned policy reads, and ``keep_best_by`` uses when every run logs it.
 ACCURACY = "val_accuracy"
 COMPARISON = [
     "patience=5",
     "patience=10",
     "patience=20",
-    "default",
+    "recommended",
     "warmup",
     "combo",
     "patience=20,best_from_epoch=3",
@@ -64,9 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="earlystop", description="Early stopping for any training loop.")
+    parser.add_argument("--version", action="version", version=f"earlystop {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    formatter = _ShowDefaults
 
-    replay = commands.add_parser("replay", help="replay strategies over recorded curves: epochs saved vs regret")
+    replay = commands.add_parser(
+        "replay", formatter_class=formatter, help="replay strategies over recorded curves: epochs saved vs regret"
+    )
     _bank_arguments(replay)
     replay.add_argument(
         "--strategy",
@@ -78,8 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     replay.set_defaults(run=_replay)
 
-    tune = commands.add_parser("tune", help="search strategies for the best trade-off of epochs saved and regret")
-    _bank_arguments(tune, path_required=True)
+    tune = commands.add_parser(
+        "tune", formatter_class=formatter, help="search strategies for the best trade-off of epochs saved and regret"
+    )
+    _bank_arguments(tune)
     tune.add_argument("--max-regret", type=float, default=0.002, help="regret allowed, in the target's units")
     tune.add_argument("--plot", metavar="PNG", help="draw the Pareto front (needs matplotlib)")
     tune.add_argument("--learn", metavar="JSON", help="also fit a stopping policy on these runs and save it")
@@ -100,42 +109,59 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--json", action="store_true", help="print the front as JSON")
     tune.set_defaults(run=_tune)
 
-    plot = commands.add_parser("plot", help="draw one run's curve with the best and stop epochs marked")
-    _bank_arguments(plot, path_required=True)
-    plot.add_argument("--run", required=True, dest="run_id", help="the run to draw")
-    plot.add_argument("--strategy", default="default", metavar="SPEC", help="the strategy whose epochs to mark")
+    plot = commands.add_parser(
+        "plot", formatter_class=formatter, help="draw one run's curve with the best and stop epochs marked"
+    )
+    _bank_arguments(plot)
+    plot.add_argument("--run", dest="run_id", help="the run to draw (needed when the file holds several)")
+    plot.add_argument("--strategy", default="recommended", metavar="SPEC", help="the strategy whose epochs to mark")
     plot.add_argument("-o", "--output", required=True, help="PNG file to write")
     plot.set_defaults(run=_plot)
 
-    demo = commands.add_parser("demo", help="stream a recorded learning curve through a Monitor")
-    demo.add_argument("path", nargs="?", help="curves (any supported format); default: the bundled sample")
+    demo = commands.add_parser(
+        "demo", formatter_class=formatter, help="stream a recorded learning curve through a Monitor"
+    )
+    demo.add_argument("path", nargs="?", help="curves (any supported format), or 'sample': the bundled sample")
     demo.add_argument("--run", default=None, dest="run_id", help="run id to stream (default: the first run)")
-    demo.add_argument("--monitor", default="val_loss")
-    demo.add_argument("--mode", default="auto", choices=["auto", "min", "max"])
-    demo.add_argument("--patience", type=int, default=10)
-    demo.add_argument("--min-delta", type=float, default=0.0)
+    demo.add_argument("--monitor", default="val_loss", help="the validation metric the Monitor watches")
+    demo.add_argument("--mode", default="auto", choices=["auto", "min", "max"], help="which way it improves")
+    demo.add_argument(
+        "--strategy", default="patience=10", metavar="SPEC", help="Monitor arguments or a preset, as for replay"
+    )
     demo.add_argument("--target", default="auto", help="metric reported for the restored epoch ('auto': as for replay)")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
     demo.set_defaults(run=_demo)
     return parser
 
 
-def _bank_arguments(parser: argparse.ArgumentParser, path_required: bool = False) -> None:
+class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, where it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _bank_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "path",
-        nargs=None if path_required else "?",
-        help="curves: long CSV (run,epoch,metrics), Keras CSVLogger, Lightning metrics.csv, JSON lines, or a "
-        "directory of them" + ("" if path_required else "; default: a sample of real curves bundled with the package"),
+        nargs="?",
+        default=SAMPLE,
+        help="curves: long CSV (run,epoch,metrics), Keras CSVLogger, Lightning metrics.csv, JSON lines, a directory "
+        "of them, or 'sample': 120 real runs bundled with the package",
     )
     parser.add_argument("--monitor", default="val_loss", help="the validation metric the strategies watch")
-    parser.add_argument("--mode", default="auto", choices=["auto", "min", "max"])
+    parser.add_argument("--mode", default="auto", choices=["auto", "min", "max"], help="which way it improves")
     parser.add_argument(
         "--target",
         default="auto",
-        help="the metric judging the kept epoch; 'auto' (default): a held-out test_* metric when the logs have "
-        "one, else val_accuracy, else the monitored metric (regret then measured on validation data)",
+        help="the metric judging the kept epoch; 'auto': a held-out test_* metric when the logs have one, else "
+        "val_accuracy, else the monitored metric (regret then measured on validation data)",
     )
-    parser.add_argument("--target-mode", default="auto", choices=["auto", "min", "max"])
+    parser.add_argument(
+        "--target-mode", default="auto", choices=["auto", "min", "max"], help="which way the target improves"
+    )
 
 
 # -- replay ---------------------------------------------------------------------------
@@ -153,8 +179,19 @@ def _replay(args: argparse.Namespace) -> int:
         print(_strict_json([{key: row[key] for key in keys} for row in rows]))
     else:
         print(_table(rows, args.target, bank))
+        print(_next_step(rows))
     assert isinstance(bank, Bank)
     return 0
+
+
+def _next_step(rows: Sequence[dict[str, Any]]) -> str:
+    """One line after the table: how to use the recommended row in code, or where to look for a choice."""
+    if any(row["strategy"] == "recommended" for row in rows):
+        return (
+            '\nIn your training loop: Monitor(policy="recommended", restore_best_weights=True) '
+            "(the recommended row); `earlystop tune PATH --learn policy.json` fits one to your own runs."
+        )
+    return "\n`earlystop tune PATH` picks the strategy saving the most epochs within a regret you allow."
 
 
 def _rows(bank: Any, specs: Sequence[str], args: argparse.Namespace, what: str, required: bool) -> list[dict[str, Any]]:
@@ -315,10 +352,29 @@ def _table(rows: list[dict[str, Any]], target: str, bank: Any) -> str:
 
 
 def _bank(path: str | None) -> Any:
-    from earlystop_core.formats.readers import load_any
     from earlystop_core.replay.bank import Bank
 
-    return Bank.from_curves(load_any(path if path is not None else sample_curves_path()))
+    return Bank.from_curves(_curves(path))
+
+
+def _curves(path: str | None) -> Any:
+    """The curves at PATH (``sample`` or nothing: the bundled sample)."""
+    from earlystop_core.formats.readers import load_any
+
+    return load_any(sample_curves_path() if path in (None, SAMPLE) else path)
+
+
+def _run(curves: Mapping[str, Any], run_id: str | None, path: str | None) -> str:
+    """The run to use: the one named, or the only one; an unknown or missing id lists the real ones."""
+    ids = list(curves)
+    if run_id is None and len(ids) == 1:
+        return ids[0]
+    shown = ", ".join(repr(run) for run in ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+    if run_id is None:
+        raise ValueError(f"{path or SAMPLE} holds {len(ids)} runs: name one with --run (runs: {shown})")
+    if run_id not in curves:
+        raise KeyError(f"no run {run_id!r} in {path or SAMPLE}; runs: {shown}")
+    return run_id
 
 
 # -- tune -------------------------------------------------------------------------------
@@ -332,7 +388,7 @@ def _candidates(bank: Any) -> list[str]:
     specs += [PRESETS["combo"], "patience='auto',max_epochs=100"]
     if ACCURACY in bank.values:
         specs += [f"patience={p},keep_best_by={ACCURACY}" for p in (5, 8, 10, 12, 15, 20)]
-        specs += ["default"]
+        specs += ["recommended"]
     return specs
 
 
@@ -463,12 +519,10 @@ def _plot_front(rows: list[dict[str, Any]], front: list[dict[str, Any]], pick: d
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from earlystop_core.formats.readers import load_any
     from earlystop_core.replay.scalar import replay_run
 
-    curves = load_any(args.path)
-    if args.run_id not in curves:
-        raise KeyError(f"no run {args.run_id!r} in {args.path}; runs: {', '.join(list(curves)[:10])}, ...")
+    curves = _curves(args.path)
+    args.run_id = _run(curves, args.run_id, args.path)
     curve = curves[args.run_id]
     _resolve_target(args, list(curve))
     strategy = _strategy(args.strategy, args)
@@ -532,23 +586,14 @@ class _Progress:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from earlystop_core.formats.readers import load_any
-
-    curves = load_any(args.path or sample_curves_path())
-    run = args.run_id if args.run_id is not None else next(iter(curves))
-    if run not in curves:
-        raise KeyError(f"no run {run!r} in the curves; runs: {', '.join(list(curves)[:10])}, ...")
+    curves = _curves(args.path)
+    run = args.run_id if args.run_id is not None else next(iter(curves))  # a demo streams the first by default
+    run = _run(curves, run, args.path)
     curve = curves[run]
     _resolve_target(args, list(curve))
     if args.target not in curve:
         raise KeyError(f"no metric {args.target!r} in the curves; metrics: {', '.join(curve)}")
-    monitor = Monitor(
-        monitor=args.monitor,
-        mode=args.mode,
-        patience=args.patience,
-        min_delta=args.min_delta,
-        restore_best_weights=True,
-    )
+    monitor = Monitor(**_strategy(args.strategy, args))
     total = len(curve[args.target])
     decision = None
     for logs in epochs(curve):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from earlystop_core import __version__
 from earlystop_core.cli import PRESETS, main, pareto_front
 from earlystop_core.curves import sample_curves_path
 
@@ -20,7 +21,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return status, out, err
 
 
-def test_replay_with_no_path_uses_the_bundled_sample_and_shows_the_default_row(
+def test_replay_with_no_path_uses_the_bundled_sample_and_shows_the_recommended_row(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     status, out, _ = run(capsys, "replay")
@@ -28,14 +29,14 @@ def test_replay_with_no_path_uses_the_bundled_sample_and_shows_the_default_row(
     lines = out.splitlines()
     assert lines[0].startswith("120 runs")
     assert lines[1].split()[:3] == ["strategy", "runs", "epochs"]
-    assert any(line.startswith("default ") for line in lines)
+    assert any(line.startswith("recommended ") for line in lines)
 
 
 def test_replay_json_has_the_documented_keys_as_fractions(capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, _ = run(capsys, "replay", "--strategy", "patience=10", "--strategy", "default", "--json")
+    status, out, _ = run(capsys, "replay", "--strategy", "patience=10", "--strategy", "recommended", "--json")
     assert status == 0
     rows = json.loads(out)
-    assert [row["strategy"] for row in rows] == ["patience=10", "default"]
+    assert [row["strategy"] for row in rows] == ["patience=10", "recommended"]
     assert all(set(row) == {"strategy", "runs", "epochs_saved", "regret", "gain"} for row in rows)
     assert all(0.0 <= row["epochs_saved"] < 1.0 and row["runs"] == 120 for row in rows)
 
@@ -98,9 +99,9 @@ def test_presets_parse_into_the_monitors_they_name() -> None:
     from earlystop_core import LearnedPolicy, Monitor, Patience, Stalled, recommended_policy
     from earlystop_core.replay.strategy import parse_strategy
 
-    default = Monitor(**parse_strategy(PRESETS["default"]))
-    assert default.rule == recommended_policy() and isinstance(default.rule, LearnedPolicy)
-    assert default.keep_best_by == "val_accuracy"  # the policy's fitted setting fills the default
+    recommended = Monitor(**parse_strategy(PRESETS["recommended"]))
+    assert recommended.rule == recommended_policy() and isinstance(recommended.rule, LearnedPolicy)
+    assert recommended.keep_best_by == "val_accuracy"  # the policy's fitted setting fills the default
     warmup = Monitor(**parse_strategy(PRESETS["warmup"]))
     assert (warmup.patience, warmup.best_from_epoch, warmup.rule) == (15, 3, None)
     combo = Monitor(**parse_strategy(PRESETS["combo"]))
@@ -110,12 +111,12 @@ def test_presets_parse_into_the_monitors_they_name() -> None:
 
 def test_the_installed_command_runs() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "earlystop_core.cli", "replay", "--strategy", "default"],
+        [sys.executable, "-m", "earlystop_core.cli", "replay", "--strategy", "recommended"],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert "default" in result.stdout
+    assert "recommended" in result.stdout
 
 
 def test_a_strategy_no_run_can_replay_is_an_error_naming_the_fix(
@@ -125,9 +126,11 @@ def test_a_strategy_no_run_can_replay_is_an_error_naming_the_fix(
     rows += [f"{r},{t},{1 / (1 + t) + 0.01 * t},{0.5 + 0.01 * t},{0.5 + 0.01 * t}" for r in range(3) for t in range(30)]
     path = tmp_path / "curves.csv"
     path.write_text("\n".join(rows) + "\n")
-    status, out, err = run(capsys, "replay", str(path), "--strategy", "default", "--strategy", "patience=5", "--json")
+    status, out, err = run(
+        capsys, "replay", str(path), "--strategy", "recommended", "--strategy", "patience=5", "--json"
+    )
     assert status == 2 and out == ""
-    assert "default: none of the 3 runs can be replayed (the strategy reads 'loss', which these logs lack" in err
+    assert "recommended: none of the 3 runs can be replayed (the strategy reads 'loss', which these logs lack" in err
     assert "run '0': MissingMetricError: metric 'loss'" in err
     status, out, err = run(capsys, "replay", str(path), "--strategy", "patience=5", "--target", "test_acc")
     assert status == 2 and "the logs have no such metric: name another with --target" in err
@@ -141,9 +144,9 @@ def test_some_runs_skipped_are_counted_and_explained(tmp_path: Path, capsys: pyt
     rows += [f"1,{t},{0.9 / (1 + t)},{-0.1 * t},{0.5 + 0.01 * t},0.5" for t in range(30)]  # a negative loss
     path = tmp_path / "curves.csv"
     path.write_text("\n".join(rows) + "\n")
-    status, out, err = run(capsys, "replay", str(path), "--strategy", "default", "--json")
+    status, out, err = run(capsys, "replay", str(path), "--strategy", "recommended", "--json")
     assert status == 0 and [row["runs"] for row in json.loads(out)] == [1]
-    assert "default: 1 of 2 runs skipped; run '1': ValueError: " in err and "takes logarithms" in err
+    assert "recommended: 1 of 2 runs skipped; run '1': ValueError: " in err and "takes logarithms" in err
 
 
 def keras_log(path: Path, test: bool = False) -> Path:
@@ -182,8 +185,8 @@ def test_comparison_rows_that_do_not_fit_the_logs_are_left_out_with_a_note(
     status, out, err = run(capsys, "replay", str(path), "--json")
     strategies = [row["strategy"] for row in json.loads(out)]
     assert status == 0 and "patience=10" in strategies
-    assert "default" not in strategies and "patience=20,keep_best_by=val_accuracy" not in strategies
-    assert "earlystop: default: left out, it does not fit these logs" in err
+    assert "recommended" not in strategies and "patience=20,keep_best_by=val_accuracy" not in strategies
+    assert "earlystop: recommended: left out, it does not fit these logs" in err
     assert "regret is measured on val_loss" in err
 
 
@@ -198,3 +201,45 @@ def test_json_output_is_strict_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     )
     (row,) = json.loads(out, parse_constant=lambda name: pytest.fail(f"not JSON: {name}"))
     assert status == 0 and row["regret"] is None
+
+
+def test_sample_names_the_bundled_curves_for_every_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "tune", "sample", "--json")
+    assert status == 0 and json.loads(out)["recommended"]
+    status, out, _ = run(capsys, "plot", "sample", "--run", "0", "-o", str(tmp_path / "run.png"))
+    assert status == 0 and (tmp_path / "run.png").stat().st_size > 0
+    status, out, _ = run(capsys, "demo", "sample", "--quiet", "--strategy", "recommended")
+    assert status == 0 and out.startswith("run 0: ran ")
+    status, out, _ = run(capsys, "replay", "sample", "--strategy", "patience=10")
+    assert status == 0 and out.startswith("120 runs")
+
+
+def test_plot_needs_no_run_for_one_run_and_lists_the_runs_otherwise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = keras_log(tmp_path / "keras_log.csv")
+    status, out, _ = run(capsys, "plot", str(log), "-o", str(tmp_path / "one.png"))
+    assert status == 0 and out.startswith("run keras_log: ")
+    status, _, err = run(capsys, "plot", "sample", "-o", str(tmp_path / "two.png"))
+    assert status == 2 and "holds 120 runs: name one with --run (runs: '0', '1'," in err and "and 110 more" in err
+    status, _, err = run(capsys, "plot", "sample", "--run", "x", "-o", str(tmp_path / "two.png"))
+    assert status == 2 and "no run 'x' in sample; runs: '0', '1'," in err
+
+
+def test_help_shows_defaults_and_version_is_there(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["replay", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # help wraps lines
+    assert exit_.value.code == 0 and "(default: val_loss)" in out and "(default: auto)" in out
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"earlystop {__version__}"
+
+
+def test_the_table_ends_with_what_to_do_next(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "replay", "--strategy", "recommended")
+    assert status == 0 and out.rstrip().splitlines()[-1].startswith(
+        'In your training loop: Monitor(policy="recommended"'
+    )
+    status, out, _ = run(capsys, "replay", "--strategy", "patience=10")
+    assert out.rstrip().splitlines()[-1].startswith("`earlystop tune PATH` picks")

@@ -47,7 +47,7 @@ def test_keras_digits_with_the_recommended_policy() -> None:
 
 def test_demo_command_prints_each_decision() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "earlystop_core.cli", "demo", "--run", "7", "--patience", "5"],
+        [sys.executable, "-m", "earlystop_core.cli", "demo", "--run", "7", "--strategy", "patience=5"],
         capture_output=True,
         text=True,
         check=True,
