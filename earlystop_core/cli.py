@@ -220,7 +220,14 @@ def _evaluate(bank: Any, spec: str, args: argparse.Namespace, required: bool = T
 
     strategy = _strategy(spec, args)
     options = {"target": args.target, "target_mode": args.target_mode, "reference": args.monitor}
-    evaluation = evaluate(bank, strategy, on_error="skip", **options)
+    try:
+        evaluation = evaluate(bank, strategy, on_error="skip", **options)
+    except (ValueError, TypeError, KeyError) as error:  # the strategy itself does not apply (a policy's settings)
+        if required:
+            raise
+        reason = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"earlystop: {spec}: left out, it does not apply here: {reason}", file=sys.stderr)
+        return None
     if len(evaluation) == len(bank):
         return evaluation
     replayed = set(evaluation.runs)

@@ -47,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from earlystop_core.errors import FormatError
+from earlystop_core.formats.huggingface import TRAINER_STATE, is_trainer_state, trainer_state_curve
+from earlystop_core.formats.huggingface import run_name as hf_run_name
 from earlystop_core.formats.long_csv import load_curves
 
 __all__ = [
@@ -65,7 +67,7 @@ __all__ = [
 Curve = dict[str, list[float]]
 Curves = dict[str, Curve]
 
-FORMATS = ("auto", "long", "keras", "lightning", "jsonl")
+FORMATS = ("auto", "long", "keras", "lightning", "jsonl", "huggingface")
 _MISSING = ("", "NA", "N/A", "null", "None")  # an empty cell, or how loggers write an absent value
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "infinity": math.inf}
 _NON_FINITE.update({"+infinity": math.inf, "-infinity": -math.inf})
@@ -122,6 +124,12 @@ def _detect(path: Path, text: str) -> str:
     first = next((line for line in text.splitlines() if line.strip()), None)
     if first is None:
         raise FormatError(path, None, None, "the file is empty: no header and no epochs")
+    if first.strip() == "{":  # an indented JSON object, not JSON lines
+        try:
+            if is_trainer_state(json.loads(text)):
+                return "huggingface"
+        except json.JSONDecodeError:
+            pass
     if first.lstrip().startswith("{"):
         return "jsonl"
     header = next(csv.reader([first]))
@@ -181,6 +189,12 @@ def _load_file(path: str | os.PathLike[str], kind: str, run: str | None) -> Curv
 def _load_text(path: Path, text: str, kind: str, run: str) -> Curves:
     if kind == "long":
         return load_long_csv(path)
+    if kind == "huggingface":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise FormatError(path, error.lineno, error.colno, f"not JSON: {error.msg}") from None
+        return {run: trainer_state_curve(path, data)}
     if kind == "keras":
         return {run: _keras(path, text)}
     if kind == "lightning":
@@ -193,6 +207,8 @@ def _run_id(path: Path) -> str:
     name = path.name.removesuffix(".gz")
     if name == _LIGHTNING_FILE and path.parent.name:
         return path.parent.name
+    if name == TRAINER_STATE:
+        return hf_run_name(path)
     return name.rsplit(".", 1)[0] if "." in name[1:] else name
 
 
@@ -411,7 +427,11 @@ def load_directory(path: str | os.PathLike[str]) -> Curves:
         if name.endswith((".csv", ".log")) and "epoch" not in _first_row(text):
             continue  # not a curve file: metadata (runs.csv), some other log
         folder = file.relative_to(root).parent
-        if name == _LIGHTNING_FILE:
+        if name == TRAINER_STATE:  # a Trainer's output folder: checkpoint-N/trainer_state.json
+            if folder.name.startswith("checkpoint-"):
+                folder = folder.parent
+            run = folder.as_posix() if folder != Path(".") else root.resolve().name
+        elif name == _LIGHTNING_FILE:
             run = folder.as_posix() if folder != Path(".") else root.resolve().name
         else:
             run = (folder / _run_id(Path(name))).as_posix()
@@ -434,14 +454,34 @@ def _curve_files(root: Path) -> tuple[list[Path], list[str]]:
     for folder, subfolders, files in os.walk(root):
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
         for name in sorted(files):
-            if not name.startswith(".") and name.removesuffix(".gz").endswith(_CURVE_SUFFIXES):
+            if not name.startswith(".") and (
+                name.removesuffix(".gz").endswith(_CURVE_SUFFIXES) or name == TRAINER_STATE
+            ):
                 file = Path(folder) / name
                 problem = _not_a_file(file)
                 if problem is None:
                     found.append(file)
                 else:
                     skipped.append(f"{file} ({problem})")
-    return found, skipped
+    return _latest_checkpoints(found), skipped
+
+
+def _latest_checkpoints(files: list[Path]) -> list[Path]:
+    """The files, keeping of a Trainer's ``checkpoint-N/trainer_state.json`` only the highest N per output folder.
+
+    (Each checkpoint's state holds the whole history up to it: the last one holds the run.)
+    """
+    latest: dict[Path, tuple[int, Path]] = {}
+    kept = []
+    for file in files:
+        checkpoint = file.parent.name.removeprefix("checkpoint-")
+        if file.name != TRAINER_STATE or not checkpoint.isdigit():
+            kept.append(file)
+            continue
+        number = int(checkpoint)
+        if file.parent.parent not in latest or number > latest[file.parent.parent][0]:
+            latest[file.parent.parent] = (number, file)
+    return kept + [file for _, file in latest.values()]
 
 
 def _not_a_file(path: Path) -> str | None:
