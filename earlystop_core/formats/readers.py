@@ -50,6 +50,7 @@ from earlystop_core.errors import FormatError
 from earlystop_core.formats.huggingface import TRAINER_STATE, is_trainer_state, trainer_state_curve
 from earlystop_core.formats.huggingface import run_name as hf_run_name
 from earlystop_core.formats.long_csv import load_curves
+from earlystop_core.formats.tensorboard import EVENTS, is_event_file, load_tensorboard
 
 __all__ = [
     "FORMATS",
@@ -67,7 +68,7 @@ __all__ = [
 Curve = dict[str, list[float]]
 Curves = dict[str, Curve]
 
-FORMATS = ("auto", "long", "keras", "lightning", "jsonl", "huggingface")
+FORMATS = ("auto", "long", "keras", "lightning", "jsonl", "huggingface", "tensorboard")
 _MISSING = ("", "NA", "N/A", "null", "None")  # an empty cell, or how loggers write an absent value
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "infinity": math.inf}
 _NON_FINITE.update({"+infinity": math.inf, "-infinity": -math.inf})
@@ -169,15 +170,24 @@ def load_any(path: str | os.PathLike[str], format: str = "auto") -> Curves:
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(map(repr, FORMATS))}, got {format!r}")
     path = Path(path)
+    if format == "tensorboard" or (format == "auto" and is_event_file(path)):
+        return load_tensorboard(path)
     if path.is_dir():
         if format != "auto":
             raise ValueError(f"{path} is a directory: its files' formats are detected one by one (format='auto')")
+        if not _curve_files(path)[0] and _has_event_files(path):  # TensorBoard logs only
+            return load_tensorboard(path)
         return load_directory(path)
     if format == "long":
         return load_long_csv(path)
     text = _read_text(path)
     kind = _detect(path, text) if format == "auto" else format
     return _load_text(path, text, kind, _run_id(path))
+
+
+def _has_event_files(root: Path) -> bool:
+    """Whether any TensorBoard event file lies under ``root``."""
+    return any(name.startswith(EVENTS) for _, _, files in os.walk(root) for name in files)
 
 
 def _load_file(path: str | os.PathLike[str], kind: str, run: str | None) -> Curves:
@@ -415,6 +425,12 @@ def load_directory(path: str | os.PathLike[str]) -> Curves:
     curves: Curves = {}
     origin: dict[str, Path] = {}
     files, skipped = _curve_files(root)
+    if files and _has_event_files(root):
+        warnings.warn(
+            f"{root} holds TensorBoard event files beside other logs; they are not read here: "
+            "give the folder of the event files to read them",
+            stacklevel=2,
+        )
     if skipped:
         warnings.warn(
             f"skipped {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} of {root} that "
