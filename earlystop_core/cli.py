@@ -130,6 +130,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--target", default="auto", help="metric reported for the restored epoch ('auto': as for replay)")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    demo.add_argument(
+        "--names",
+        default="auto",
+        metavar="MAP",
+        help="rename logged metrics, LOGGED=NAME,... (eval_loss=val_loss); 'auto': Hugging Face, Lightning and "
+        "fastai spellings of loss, val_loss and val_accuracy are read as those; 'none': as logged",
+    )
     demo.set_defaults(run=_demo)
     return parser
 
@@ -162,6 +169,13 @@ def _bank_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target-mode", default="auto", choices=["auto", "min", "max"], help="which way the target improves"
     )
+    parser.add_argument(
+        "--names",
+        default="auto",
+        metavar="MAP",
+        help="rename logged metrics, LOGGED=NAME,... (eval_loss=val_loss); 'auto': Hugging Face, Lightning and "
+        "fastai spellings of loss, val_loss and val_accuracy are read as those; 'none': as logged",
+    )
 
 
 # -- replay ---------------------------------------------------------------------------
@@ -170,7 +184,7 @@ def _bank_arguments(parser: argparse.ArgumentParser) -> None:
 def _replay(args: argparse.Namespace) -> int:
     from earlystop_core.replay.bank import Bank
 
-    bank = _bank(args.path)
+    bank = _bank(args)
     _resolve_target(args, _logged(bank))
     specs = args.strategy or COMPARISON
     rows = _rows(bank, specs, args, "strategies", required=bool(args.strategy))
@@ -358,17 +372,29 @@ def _table(rows: list[dict[str, Any]], target: str, bank: Any) -> str:
     return "\n".join(lines)
 
 
-def _bank(path: str | None) -> Any:
+def _bank(args: argparse.Namespace) -> Any:
     from earlystop_core.replay.bank import Bank
 
-    return Bank.from_curves(_curves(path))
+    return Bank.from_curves(_curves(args))
 
 
-def _curves(path: str | None) -> Any:
-    """The curves at PATH (``sample`` or nothing: the bundled sample)."""
+def _curves(args: argparse.Namespace) -> Any:
+    """The curves at PATH (``sample`` or nothing: the bundled sample), their metrics named as ``--names`` says."""
+    from earlystop_core.formats.names import parse_names, recognise, rename
     from earlystop_core.formats.readers import load_any
 
-    return load_any(sample_curves_path() if path in (None, SAMPLE) else path)
+    curves = load_any(sample_curves_path() if args.path in (None, SAMPLE) else args.path)
+    if args.names == "auto":
+        logged = dict.fromkeys(name for curve in curves.values() for name in curve)
+        mapping = recognise(logged, keep={args.monitor, args.target})
+    else:
+        mapping = parse_names(args.names)
+    if not mapping:
+        return curves
+    if args.names == "auto":
+        said = ", ".join(f"{source} as {target}" for source, target in mapping.items())
+        print(f"earlystop: reading {said} (--names to choose, --names none to keep the logged names)", file=sys.stderr)
+    return rename(curves, mapping)
 
 
 def _run(curves: Mapping[str, Any], run_id: str | None, path: str | None) -> str:
@@ -421,7 +447,7 @@ def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    bank = _bank(args.path)
+    bank = _bank(args)
     _resolve_target(args, _logged(bank))
     specs = _candidates(bank)
     rows = _rows(bank, specs, args, "candidates", required=False)
@@ -528,7 +554,7 @@ def _plot_front(rows: list[dict[str, Any]], front: list[dict[str, Any]], pick: d
 def _plot(args: argparse.Namespace) -> int:
     from earlystop_core.replay.scalar import replay_run
 
-    curves = _curves(args.path)
+    curves = _curves(args)
     args.run_id = _run(curves, args.run_id, args.path)
     curve = curves[args.run_id]
     _resolve_target(args, list(curve))
@@ -593,7 +619,7 @@ class _Progress:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    curves = _curves(args.path)
+    curves = _curves(args)
     run = args.run_id if args.run_id is not None else next(iter(curves))  # a demo streams the first by default
     run = _run(curves, run, args.path)
     curve = curves[run]

@@ -243,3 +243,24 @@ def test_the_table_ends_with_what_to_do_next(capsys: pytest.CaptureFixture[str])
     )
     status, out, _ = run(capsys, "replay", "--strategy", "patience=10")
     assert out.rstrip().splitlines()[-1].startswith("`earlystop tune PATH` picks")
+
+
+def test_names_map_logged_metrics_to_the_library_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ["epoch,train_loss,my_val,val_acc"]
+    lines += [f"{t},{0.9 / (1 + t)},{1 / (1 + 0.2 * t) + 0.01 * t},{0.5 + 0.01 * t}" for t in range(40)]
+    log = tmp_path / "lightning_like.csv"
+    log.write_text("\n".join(lines) + "\n")
+    status, out, err = run(capsys, "replay", str(log), "--names", "my_val=val_loss", "--strategy", "recommended")
+    assert status == 2 and "none of the 1 runs can be replayed" in err  # an explicit mapping replaces auto
+    status, out, err = run(
+        capsys, "replay", str(log), "--names", "my_val=val_loss,train_loss=loss,val_acc=val_accuracy",
+        "--strategy", "recommended", "--json",
+    )  # fmt: skip
+    (row,) = json.loads(out)
+    assert status == 0 and row["runs"] == 1 and "reading" not in err
+    status, out, err = run(capsys, "replay", str(log), "--monitor", "my_val", "--mode", "min", "--json")
+    assert status == 0 and "reading val_acc as val_accuracy, train_loss as loss" in err
+    status, out, err = run(capsys, "replay", str(log), "--names", "my_val=val_acc")
+    assert status == 2 and "logs 'val_acc' already" in err
+    status, out, err = run(capsys, "replay", str(log), "--names", "my_val")
+    assert status == 2 and "is not LOGGED=NAME" in err

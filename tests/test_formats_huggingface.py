@@ -93,12 +93,17 @@ def test_a_real_trainer_run_reads_one_epoch_per_evaluation(trainer_output: Path)
 def test_a_real_trainer_run_replays_with_finite_numbers(
     trainer_output: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = main(["replay", str(trainer_output), "--monitor", "eval_loss", "--json"])
+    status = main(["replay", str(trainer_output), "--json"])
     out, err = capsys.readouterr()
     rows = json.loads(out)
     assert status == 0 and rows and all(row["runs"] == 1 for row in rows)
     assert all(math.isfinite(row[key]) for row in rows for key in ("epochs_saved", "regret", "gain"))
-    assert "regret is measured on eval_loss, validation data" in err
+    assert "reading eval_loss as val_loss, eval_accuracy as val_accuracy" in err
+    assert "regret is measured on val_accuracy, validation data" in err
+    assert "recommended" in [row["strategy"] for row in rows]  # the learned policy runs on the Trainer's names
+    status = main(["replay", str(trainer_output), "--monitor", "eval_loss", "--names", "none", "--json"])
+    out, err = capsys.readouterr()
+    assert status == 0 and "regret is measured on eval_loss" in err and "reading" not in err
 
 
 def test_training_logs_between_evaluations_give_the_last_value_and_summaries_are_skipped(tmp_path: Path) -> None:
