@@ -233,6 +233,9 @@ def _evaluate(bank: Any, spec: str, args: argparse.Namespace, required: bool = T
     from earlystop_core.replay.engine import evaluate
 
     strategy = _strategy(spec, args)
+    present = bank.present.get(args.monitor)
+    if present is not None and bool(present.all()):  # validated at some epochs only: skip the others
+        strategy.setdefault("on_missing", "skip")
     options = {"target": args.target, "target_mode": args.target_mode, "reference": args.monitor}
     try:
         evaluation = evaluate(bank, strategy, on_error="skip", **options)
@@ -559,6 +562,8 @@ def _plot(args: argparse.Namespace) -> int:
     curve = curves[args.run_id]
     _resolve_target(args, list(curve))
     strategy = _strategy(args.strategy, args)
+    if args.monitor in curve:  # validated at some epochs only: skip the others
+        strategy.setdefault("on_missing", "skip")
     result = replay_run(curve, lambda: Monitor(**strategy), args.target, args.target_mode, reference=args.monitor)
     pyplot = _pyplot()
     figure, axes = pyplot.subplots(figsize=(7, 4.5))
@@ -626,7 +631,10 @@ def _demo(args: argparse.Namespace) -> int:
     _resolve_target(args, list(curve))
     if args.target not in curve:
         raise KeyError(f"no metric {args.target!r} in the curves; metrics: {', '.join(curve)}")
-    monitor = Monitor(**_strategy(args.strategy, args))
+    strategy = _strategy(args.strategy, args)
+    if args.monitor in curve:  # validated at some epochs only: skip the others
+        strategy.setdefault("on_missing", "skip")
+    monitor = Monitor(**strategy)
     total = len(curve[args.target])
     decision = None
     for logs in epochs(curve):
@@ -642,11 +650,16 @@ def _demo(args: argparse.Namespace) -> int:
     kept = decision.best_epoch if decision.restore and decision.best_epoch is not None else decision.epoch
     ran = decision.epoch + 1
     target = curve[args.target]
+    logged = [value for value in target if value is not None]
     print(
         f"run {run}: ran {ran} of {total} epochs ({1 - ran / total:.0%} saved); kept the weights of epoch {kept}: "
-        f"{args.target} {target[kept]:.4f} (at the last epoch: {target[-1]:.4f})"
+        f"{args.target} {_shown(target[kept])} (at the last epoch: {_shown(logged[-1] if logged else None)})"
     )
     return 0
+
+
+def _shown(value: float | None) -> str:
+    return "not logged" if value is None else f"{value:.4f}"
 
 
 if __name__ == "__main__":

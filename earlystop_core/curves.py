@@ -6,11 +6,12 @@ The readers of :mod:`earlystop_core.formats` return curves; the replay tools rea
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
-Curve = dict[str, list[float]]
+#: ``{metric: values by epoch}``; None where the metric was not logged that epoch (a logged NaN stays NaN).
+Curve = dict[str, list[float | None]]
 
 
 def sample_curves_path() -> Path:
@@ -23,19 +24,19 @@ def sample_curves_path() -> Path:
     return Path(str(resources.files("earlystop_core.data") / "sample_curves.csv.gz"))
 
 
-def epochs(curve: Curve) -> Iterator[dict[str, float]]:
-    """The curve as one logs dict per epoch, as a training loop would log them.
+def epochs(curve: Mapping[str, Sequence[float | None]]) -> Iterator[dict[str, float]]:
+    """The curve as one logs dict per epoch, as a training loop would log them: a metric not logged is absent.
 
     Examples:
-        >>> next(epochs({"val_loss": [0.5, 0.4], "loss": [0.9, 0.8]}))
-        {'val_loss': 0.5, 'loss': 0.9}
+        >>> list(epochs({"val_loss": [0.5, None], "loss": [0.9, 0.8]}))
+        [{'val_loss': 0.5, 'loss': 0.9}, {'loss': 0.8}]
     """
     names = list(curve)
     for values in zip(*(curve[name] for name in names), strict=True):
-        yield dict(zip(names, values, strict=True))
+        yield {name: value for name, value in zip(names, values, strict=True) if value is not None}
 
 
-def best_epoch(values: Sequence[float], mode: str = "min") -> int:
+def best_epoch(values: Sequence[float | None], mode: str = "min") -> int:
     """The first epoch holding the best value; non-finite values never count.
 
     Raises:
@@ -51,6 +52,8 @@ def best_epoch(values: Sequence[float], mode: str = "min") -> int:
     best: int | None = None
     best_value = math.inf
     for epoch, value in enumerate(values):
+        if value is None:  # not logged that epoch
+            continue
         signed = sign * value
         if math.isfinite(signed) and signed < best_value:
             best, best_value = epoch, signed

@@ -94,3 +94,46 @@ def finite_runs(grid: Grid, steps: Sequence[float], max_size: int) -> st.SearchS
         lambda pool: st.lists(st.sampled_from(pool), min_size=1, max_size=max_size)
     )
     return on_a_grid | arbitrary | repeated
+
+
+def fit_tiny_lightning_model(logger: Any, max_epochs: int, **trainer_options: Any) -> None:
+    """A real ``Trainer.fit`` of a one-layer regression, logging ``train_loss`` (per epoch) and ``val_loss``."""
+    import warnings
+
+    import pytorch_lightning as lightning
+    import torch
+
+    class Tiny(lightning.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch: Any, _: int) -> Any:
+            x, y = batch
+            loss = torch.nn.functional.mse_loss(self.layer(x), y)
+            self.log("train_loss", loss, on_step=False, on_epoch=True)
+            return loss
+
+        def validation_step(self, batch: Any, _: int) -> None:
+            x, y = batch
+            self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.02)
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    data = torch.utils.data.TensorDataset(x, x.sum(dim=1, keepdim=True) + 0.3 * torch.randn(64, 1))
+    loader = torch.utils.data.DataLoader(data, batch_size=16)
+    trainer = lightning.Trainer(
+        max_epochs=max_epochs,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **trainer_options,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning's advice on workers and the like
+        trainer.fit(Tiny(), loader, loader)

@@ -59,7 +59,7 @@ def test_the_long_csv_is_read_by_load_curves(tmp_path: Path, name: str) -> None:
     assert detect_format(path) == "long"
     expected = {
         "a": {"val_loss": [1.0, 0.8], "test_accuracy": [0.5, 0.6]},
-        "b": {"val_loss": [0.9], "test_accuracy": [NAN]},
+        "b": {"val_loss": [0.9], "test_accuracy": [None]},  # an empty cell: not logged
     }
     same(load_any(path), expected)
     same(load_long_csv(path), load_curves(path))
@@ -80,7 +80,7 @@ def test_a_keras_csv_is_one_run_named_after_its_file(tmp_path: Path) -> None:
     )
     assert detect_format(path) == "keras"
     expected = {
-        "training": {"accuracy": [0.5, 0.6], "loss": [0.9, 0.8], "val_accuracy": [NAN, 0.55], "val_loss": [NAN, NAN]}
+        "training": {"accuracy": [0.5, 0.6], "loss": [0.9, 0.8], "val_accuracy": [None, 0.55], "val_loss": [NAN, None]}
     }
     same(load_any(path), expected)
     same(load_keras_csv(path), expected)
@@ -148,19 +148,19 @@ def test_lightning_rows_are_merged_per_epoch_last_value_wins(tmp_path: Path) -> 
         "version_3": {
             "train_loss_epoch": [0.92, 0.75, 0.62],
             "train_loss_step": [0.9, 0.7, 0.6],
-            "val_acc": [0.5, NAN, 0.7],  # validation every other epoch
-            "val_loss": [1.0, NAN, 0.6],
+            "val_acc": [0.5, None, 0.7],  # validation every other epoch: not logged in between
+            "val_loss": [1.0, None, 0.6],
         }
     }
     same(load_any(path), expected)
     same(load_lightning_csv(path), expected)
 
 
-def test_lightning_epochs_with_nothing_logged_are_nan_and_order_does_not_matter(tmp_path: Path) -> None:
+def test_lightning_epochs_with_nothing_logged_are_missing_and_order_does_not_matter(tmp_path: Path) -> None:
     text = "step,val_loss,epoch\n50,0.4,4.0\n10,0.9,0\n20,nan,1\n20,0.8,1\n"
     path = write(tmp_path / "metrics.csv", text)
     # A logged NaN is a value (the later 0.8 replaces it); epochs 2 and 3 logged nothing.
-    same(load_lightning_csv(path, run="r"), {"r": {"val_loss": [0.9, 0.8, NAN, NAN, 0.4]}})
+    same(load_lightning_csv(path, run="r"), {"r": {"val_loss": [0.9, 0.8, None, None, 0.4]}})
 
 
 @pytest.mark.parametrize(
@@ -196,7 +196,7 @@ def test_json_lines_with_runs(tmp_path: Path) -> None:
     ]
     path = write(tmp_path / "log.jsonl", "\n".join(lines) + "\n")
     assert detect_format(path) == "jsonl"
-    expected = {"a": {"val_loss": [1.0, 0.8, NAN, math.inf], "acc": [0.5, 0.6, NAN, NAN]}, "7": {"val_loss": [NAN]}}
+    expected = {"a": {"val_loss": [1.0, 0.8, None, math.inf], "acc": [0.5, 0.6, None, None]}, "7": {"val_loss": [NAN]}}
     same(load_any(path), expected)
 
 
@@ -331,7 +331,7 @@ def test_a_real_keras_csvlogger_file(tmp_path: Path) -> None:
     logger.on_epoch_end(0, {"loss": 0.9, "accuracy": 0.5})  # no validation yet: Keras adds val_ columns
     logger.on_epoch_end(1, {"loss": 0.7, "accuracy": 0.6, "val_loss": 0.8, "val_accuracy": 0.55})
     logger.on_train_end()
-    expected = {"accuracy": [0.5, 0.6], "loss": [0.9, 0.7], "val_accuracy": [NAN, 0.55], "val_loss": [NAN, 0.8]}
+    expected = {"accuracy": [0.5, 0.6], "loss": [0.9, 0.7], "val_accuracy": [None, 0.55], "val_loss": [None, 0.8]}
     same(load_any(path), {"training": expected})
 
 
@@ -355,7 +355,7 @@ def test_a_real_lightning_csvlogger_file(tmp_path: Path) -> None:
         {
             "train_loss_epoch": [0.95 - 0.2 * epoch for epoch in range(3)],
             "train_loss_step": [1.0 - 0.1 * (2 * epoch + 1) for epoch in range(3)],
-            "val_loss": [1.0, NAN, 1.0 - 0.2 * 2],
+            "val_loss": [1.0, None, 1.0 - 0.2 * 2],
         },
     )
 

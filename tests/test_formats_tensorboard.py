@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-import warnings
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,6 +13,8 @@ from earlystop_core.cli import main
 from earlystop_core.errors import FormatError
 from earlystop_core.formats.readers import load_any
 from earlystop_core.formats.tensorboard import load_tensorboard
+
+from helpers import fit_tiny_lightning_model
 
 pytest.importorskip("tensorboard")
 torch = pytest.importorskip("torch")
@@ -80,41 +80,8 @@ def test_scalars_written_as_tensors_are_read(tmp_path: Path) -> None:
 def test_a_lightning_run_maps_batch_steps_to_its_epochs(tmp_path: Path) -> None:
     """Lightning logs against batch steps, and logs the epoch beside: the values land on their epochs."""
     lightning = pytest.importorskip("pytorch_lightning")
-
-    class Tiny(lightning.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layer = torch.nn.Linear(4, 1)
-
-        def training_step(self, batch: Any, _: int) -> Any:
-            x, y = batch
-            loss = torch.nn.functional.mse_loss(self.layer(x), y)
-            self.log("train_loss", loss, on_step=False, on_epoch=True)
-            return loss
-
-        def validation_step(self, batch: Any, _: int) -> None:
-            x, y = batch
-            self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
-
-        def configure_optimizers(self) -> Any:
-            return torch.optim.SGD(self.parameters(), lr=0.05)
-
-    torch.manual_seed(0)
-    x = torch.randn(64, 4)
-    data = torch.utils.data.TensorDataset(x, x.sum(dim=1, keepdim=True))
-    loader = torch.utils.data.DataLoader(data, batch_size=16)
     logger = lightning.loggers.TensorBoardLogger(str(tmp_path), name="lightning_logs")
-    trainer = lightning.Trainer(
-        max_epochs=5,
-        logger=logger,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Lightning's advice on workers and the like
-        trainer.fit(Tiny(), loader, loader)
+    fit_tiny_lightning_model(logger, max_epochs=5)
     (run,) = load_any(tmp_path / "lightning_logs").values()
     assert len(run["val_loss"]) == 5 and len(run["train_loss"]) == 5  # 4 batches an epoch: steps 3, 7, ... 19
     assert all(math.isfinite(value) for value in run["val_loss"] + run["train_loss"])

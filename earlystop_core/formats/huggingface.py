@@ -13,7 +13,6 @@ before its step (``learning_rate`` as ``lr``). The names stay the Trainer's
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,9 @@ def is_trainer_state(data: Any) -> bool:
     return isinstance(data, dict) and isinstance(data.get("log_history"), list)
 
 
-def load_trainer_state(path: str | os.PathLike[str], run: str | None = None) -> dict[str, dict[str, list[float]]]:
+def load_trainer_state(
+    path: str | os.PathLike[str], run: str | None = None
+) -> dict[str, dict[str, list[float | None]]]:
     """Read a ``trainer_state.json`` into one run: ``{run: {metric: values by evaluation}}``.
 
     The run is named ``run``, else after its output folder (the one holding
@@ -86,7 +87,7 @@ def run_name(path: Path) -> str:
     return folder.name or "run"
 
 
-def trainer_state_curve(path: Path, data: Any) -> dict[str, list[float]]:
+def trainer_state_curve(path: Path, data: Any) -> dict[str, list[float | None]]:
     """The curve of a parsed ``trainer_state.json``: one epoch per evaluation step.
 
     Raises:
@@ -124,7 +125,7 @@ def trainer_state_curve(path: Path, data: Any) -> dict[str, list[float]]:
             path, None, None, "log_history holds no evaluation (eval_* metrics): train with an eval_strategy"
         )
     names.update(dict.fromkeys(name for _, logged in evaluations for name in logged))
-    return {name: [logged.get(name, math.nan) for _, logged in evaluations] for name in names}
+    return {name: [logged.get(name) for _, logged in evaluations] for name in names}
 
 
 def _number(path: Path, index: int, name: str, value: Any) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import math
 import zlib
 from pathlib import Path
 
@@ -14,12 +13,15 @@ from earlystop_core.errors import FormatError
 
 __all__ = ["load_curves"]
 
+_MISSING = ("", "NA", "N/A", "null", "None")  # an empty cell, or how loggers write an absent value
+
 
 def load_curves(path: str | Path) -> dict[str, Curve]:
     """Read a long CSV (optionally gzipped) into ``{run: {metric: values by epoch}}``.
 
     Epochs of each run must be 0, 1, 2, ... in order (so no epoch can reach
-    past the rows the file holds); empty cells and ``nan`` are read as NaN; a
+    past the rows the file holds); an empty cell (or ``NA``) is None, not
+    logged at that epoch, and ``nan`` is NaN; a
     UTF-8 byte order mark is skipped.
 
     Raises:
@@ -80,9 +82,9 @@ def _parse_epoch(path: Path, line: int, cell: str) -> int:
     return epoch
 
 
-def _parse_value(path: Path, line: int, column: int, cell: str) -> float:
-    if cell == "":
-        return math.nan
+def _parse_value(path: Path, line: int, column: int, cell: str) -> float | None:
+    if cell in _MISSING:
+        return None
     try:
         return float(cell)
     except ValueError:

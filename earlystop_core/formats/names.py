@@ -8,11 +8,11 @@ them; :func:`rename` applies a mapping to every run.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 __all__ = ["SPELLINGS", "parse_names", "recognise", "rename"]
 
-Curves = Mapping[str, Mapping[str, list[float]]]
+Curves = Mapping[str, Mapping[str, Sequence[float | None]]]
 
 #: The name the library uses, and how frameworks spell it, in order of preference.
 SPELLINGS: dict[str, tuple[str, ...]] = {
@@ -69,7 +69,7 @@ def parse_names(text: str) -> dict[str, str]:
     return mapping
 
 
-def rename(curves: Curves, mapping: Mapping[str, str]) -> dict[str, dict[str, list[float]]]:
+def rename(curves: Curves, mapping: Mapping[str, str]) -> dict[str, dict[str, Sequence[float | None]]]:
     """Every run with its metrics renamed by ``mapping`` (logged name -> new name).
 
     Raises:

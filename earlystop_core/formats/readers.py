@@ -65,7 +65,7 @@ __all__ = [
     "load_long_csv",
 ]
 
-Curve = dict[str, list[float]]
+Curve = dict[str, list[float | None]]  # None: not logged at that epoch (a logged NaN stays NaN)
 Curves = dict[str, Curve]
 
 FORMATS = ("auto", "long", "keras", "lightning", "jsonl", "huggingface", "tensorboard")
@@ -241,15 +241,15 @@ def load_long_csv(path: str | os.PathLike[str]) -> Curves:
 def load_keras_csv(path: str | os.PathLike[str], run: str | None = None) -> Curves:
     """Read a Keras ``CSVLogger`` file (``epoch,<metrics...>``): one run, by default named after the file.
 
-    Epochs must be 0, 1, 2, ... in order; empty cells, ``NA`` (Keras's
-    absent value) and ``nan`` are NaN.
+    Epochs must be 0, 1, 2, ... in order; an empty cell or ``NA`` (Keras's
+    absent value) is None, not logged that epoch; ``nan`` is NaN.
 
     Examples:
         >>> import pathlib, tempfile
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "training.log"
         >>> _ = path.write_text("epoch,accuracy,loss\\n0,0.5,0.9\\n1,0.6,NA\\n")
         >>> load_keras_csv(path)
-        {'training': {'accuracy': [0.5, 0.6], 'loss': [0.9, nan]}}
+        {'training': {'accuracy': [0.5, 0.6], 'loss': [0.9, None]}}
     """
     return _load_file(path, "keras", run)
 
@@ -268,8 +268,7 @@ def _keras(path: Path, text: str) -> Curve:
         if epoch != expected:
             raise FormatError(path, line, 1, f"expected epoch {expected} (epochs must be 0, 1, 2, ...), got {epoch}")
         for column, (values, cell) in enumerate(zip(series, row[1:], strict=True), start=2):
-            number = _parse_number(path, line, column, cell)
-            values.append(math.nan if number is None else number)
+            values.append(_parse_number(path, line, column, cell))
     return curve
 
 
@@ -280,7 +279,7 @@ def load_lightning_csv(path: str | os.PathLike[str], run: str | None = None) -> 
     epoch ends, each with the metrics logged then and the others empty. The
     rows of an epoch are merged, each metric taking its last non-empty value
     in that epoch; a metric not logged in an epoch (validation every N
-    epochs, say) is NaN there. The ``step`` column is dropped. The run has
+    epochs, say) is None there: not logged. The ``step`` column is dropped. The run has
     ``max(epoch) + 1`` epochs.
 
     Examples:
@@ -290,7 +289,7 @@ def load_lightning_csv(path: str | os.PathLike[str], run: str | None = None) -> 
         >>> rows = ["epoch,step,train_loss,val_loss", "0,9,0.9,", "0,9,,1.0", "1,19,0.7,", "1,19,0.6,"]
         >>> _ = path.write_text("\\n".join(rows) + "\\n")
         >>> load_lightning_csv(path)
-        {'version_0': {'train_loss': [0.9, 0.6], 'val_loss': [1.0, nan]}}
+        {'version_0': {'train_loss': [0.9, 0.6], 'val_loss': [1.0, None]}}
     """
     return _load_file(path, "lightning", run)
 
@@ -326,7 +325,7 @@ def load_jsonl(path: str | os.PathLike[str], run: str | None = None) -> Curves:
 
     Without ``run`` keys the file is one run, by default named after the file.
     Lines of the same run and epoch are merged (the last non-null value of
-    each metric wins); a metric absent from an epoch is NaN there. Values are
+    each metric wins); a metric absent from an epoch (or ``null``) is None there. Values are
     numbers, ``null`` (absent), or the non-finite ``NaN``/``Infinity``
     (as tokens or strings).
 
@@ -776,8 +775,8 @@ def _jsonl_line(text: str, run: str | None, epoch: int) -> tuple[int, int]:
 
 
 def _by_epoch(logged: dict[int, dict[str, float]], names: list[str]) -> Curve:
-    """Merged rows by epoch into one series per metric, NaN where an epoch lacks a metric."""
+    """Merged rows by epoch into one series per metric, None where an epoch lacks a metric (not logged then)."""
     length = max(logged, default=-1) + 1
     empty: dict[str, float] = {}
     rows = [logged.get(epoch, empty) for epoch in range(length)]
-    return {name: [row.get(name, math.nan) for row in rows] for name in names}
+    return {name: [row.get(name) for row in rows] for name in names}

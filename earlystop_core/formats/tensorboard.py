@@ -21,7 +21,6 @@ Scalars written as tensors (TensorFlow 2's ``tf.summary.scalar``) are read too.
 from __future__ import annotations
 
 import bisect
-import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +46,7 @@ def is_event_file(path: Path) -> bool:
     return path.name.startswith(EVENTS)
 
 
-def load_tensorboard(path: str | os.PathLike[str]) -> dict[str, dict[str, list[float]]]:
+def load_tensorboard(path: str | os.PathLike[str]) -> dict[str, dict[str, list[float | None]]]:
     """Read the event files at ``path`` (one file, or every one under a folder) into ``{run: {metric: values}}``.
 
     Raises:
@@ -145,7 +144,7 @@ def _scalars(accumulator: Any, file: Path) -> Iterator[tuple[str, list[tuple[int
             yield tag, points
 
 
-def _by_epoch(root: Path, run: str, series: dict[str, list[tuple[int, float]]]) -> dict[str, list[float]]:
+def _by_epoch(root: Path, run: str, series: dict[str, list[tuple[int, float]]]) -> dict[str, list[float | None]]:
     """The series on one epoch axis: steps, or the ``epoch`` scalar's values where the run logs one."""
     epochs = sorted(series.pop("epoch", []))
     steps = [step for step, _ in epochs]
@@ -160,4 +159,4 @@ def _by_epoch(root: Path, run: str, series: dict[str, list[tuple[int, float]]]) 
     last = max((epoch for values in placed.values() for epoch in values), default=-1)
     if last >= _MAX_EPOCH or min((e for values in placed.values() for e in values), default=0) < 0:
         raise FormatError(root, None, None, f"run {run!r}: epochs must lie in 0..{_MAX_EPOCH - 1}, got up to {last}")
-    return {name: [values.get(epoch, math.nan) for epoch in range(last + 1)] for name, values in placed.items()}
+    return {name: [values.get(epoch) for epoch in range(last + 1)] for name, values in placed.items()}

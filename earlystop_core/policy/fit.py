@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from earlystop_core._validate import check_int, check_positive, check_real
-from earlystop_core.curves import best_epoch
+from earlystop_core.curves import best_epoch, epochs
 from earlystop_core.modes import resolve_mode
 from earlystop_core.monitor import Monitor
 from earlystop_core.policy.features import FEATURES, FeatureTracker, check_metric_name
@@ -187,7 +187,7 @@ def read_runs_meta(path: str | Path) -> dict[str, dict[str, str]]:
 
 
 def record_runs(
-    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    curves: Mapping[str, Mapping[str, Sequence[float | None]]],
     *,
     monitor: str = "val_loss",
     mode: str = "auto",
@@ -236,13 +236,11 @@ def record_runs(
         mon = Monitor(monitor=monitor, mode=mode, rule=_Recorder(tracker), restore_best_weights=True, **options)
         recorder = mon.rule
         assert isinstance(recorder, _Recorder)
-        values = curve[target]
+        values = [math.nan if value is None else value for value in curve[target]]  # None: not logged
         n = len(values)
         kept: list[int] = []
         decision = None
-        names = list(curve)
-        for values_at in zip(*(curve[name] for name in names), strict=True):
-            logs = dict(zip(names, values_at, strict=True))
+        for logs in epochs(curve):
             decision = mon.update(logs)
             if decision.should_stop:  # a guard (non-finite value, threshold): the run ends here
                 break
@@ -660,7 +658,7 @@ def fit_recorded(
 
 
 def fit_policy(
-    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    curves: Mapping[str, Mapping[str, Sequence[float | None]]],
     runs_meta: Mapping[str, Mapping[str, Any]] | str | Path | None = None,
     groups: Mapping[str, str] | None = None,
     monitor: str = "val_loss",
@@ -754,7 +752,8 @@ def fit_policy(
     meta = read_runs_meta(runs_meta) if isinstance(runs_meta, (str, Path)) else runs_meta
     mode_resolved = resolve_mode(mode, monitor)
     if log is None:
-        log = mode_resolved == "min" and all(not (v < 0) for curve in curves.values() for v in curve.get(monitor, ()))
+        logged = (v for curve in curves.values() for v in curve.get(monitor, ()) if v is not None)
+        log = mode_resolved == "min" and all(not (v < 0) for v in logged)
     if log and mode_resolved == "max":
         raise ValueError(f"log=True takes logarithms of {monitor!r}, which is maximised; pass log=False")
     train = check_metric_name("train_metric", train_metric)

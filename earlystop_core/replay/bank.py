@@ -19,7 +19,7 @@ __all__ = ["Bank", "Curves"]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
-Curves = Mapping[str, Mapping[str, Sequence[float]]]
+Curves = Mapping[str, Mapping[str, Sequence[float | None]]]  # None: not logged that epoch
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -37,6 +37,10 @@ class Bank:
         values: ``{metric: float64 array (runs, max_epochs)}``, NaN-padded.
         present: ``{metric: bool array (runs,)}``: which runs log the metric
             at all (a run without it has NaN there, but a replay sees no key).
+        missing: ``{metric: bool array (runs, max_epochs)}`` for the metrics some
+            run did not log at some of its epochs (validation every other epoch):
+            NaN in ``values`` there, but a replay sees no key. A metric absent
+            from it was logged at every epoch of the runs that log it.
 
     Examples:
         >>> bank = Bank.from_curves({"a": {"val_loss": [0.5, 0.4]}, "b": {"val_loss": [0.6]}})
@@ -50,6 +54,7 @@ class Bank:
     lengths: IntArray
     values: Mapping[str, FloatArray]
     present: Mapping[str, BoolArray]
+    missing: Mapping[str, BoolArray] = dataclasses.field(default_factory=dict)
     _local: threading.local = dataclasses.field(default_factory=threading.local, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +73,9 @@ class Bank:
                 )
             if self.present[name].shape != (count,):
                 raise ValueError(f"metric {name!r}: 'present' must have one entry per run")
+        for name, mask in self.missing.items():
+            if name not in self.values or mask.shape != self.values[name].shape:
+                raise ValueError(f"metric {name!r}: 'missing' must be a mask shaped like its values")
         if len(set(self.runs)) != count:
             raise ValueError("run ids must be unique")
 
@@ -78,7 +86,7 @@ class Bank:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _local=threading.local())
-        for array in (self.lengths, *self.values.values(), *self.present.values()):
+        for array in (self.lengths, *self.values.values(), *self.present.values(), *self.missing.values()):
             array.setflags(write=False)
 
     @classmethod
@@ -109,20 +117,26 @@ class Bank:
         inside = np.arange(width) < lengths[:, None]
         values: dict[str, FloatArray] = {}
         present: dict[str, BoolArray] = {}
+        missing: dict[str, BoolArray] = {}
         for name in metrics:
             has = np.fromiter((name in curve for curve in items), dtype=bool, count=len(items))
-            series = (curve[name] for curve in items if name in curve)
-            try:
-                flat = np.fromiter(
-                    itertools.chain.from_iterable(series), dtype=np.float64, count=int(lengths[has].sum())
-                )
+            count = int(lengths[has].sum())
+            series = [curve[name] for curve in items if name in curve]
+            try:  # numpy reads None as NaN: where NaN appears, look for None (not logged that epoch)
+                flat = np.fromiter(itertools.chain.from_iterable(series), dtype=np.float64, count=count)
             except (TypeError, ValueError) as error:
-                raise TypeError(f"metric {name!r}: every value must be a number ({error})") from None
+                raise TypeError(f"metric {name!r}: every value must be a number or None ({error})") from None
+            absent = _missing(series, count) if np.isnan(flat).any() else None
+            cells = inside & has[:, None]
             array = np.full((len(runs), width), np.nan, order="F")  # each epoch's values contiguous
-            array[inside & has[:, None]] = flat
+            array[cells] = flat
             values[name] = _frozen(array)
             present[name] = _frozen(has)
-        return cls(runs, _frozen(lengths), values, present)
+            if absent is not None:
+                mask = np.zeros((len(runs), width), dtype=bool, order="F")
+                mask[cells] = absent
+                missing[name] = _frozen(mask)
+        return cls(runs, _frozen(lengths), values, present, missing)
 
     @classmethod
     def load(cls, path: str | Path) -> Bank:
@@ -154,7 +168,7 @@ class Bank:
         span = f"{shortest} to {self.max_epochs}" if shortest != self.max_epochs else f"{shortest}"
         return f"Bank({len(self.runs)} runs, {metrics} metric{'s' * (metrics != 1)}, {span} epochs)"
 
-    def curve(self, index: int) -> dict[str, list[float]]:
+    def curve(self, index: int) -> dict[str, list[float | None]]:
         """The run at ``index`` as ``{metric: values}`` (only the metrics it logs).
 
         Examples:
@@ -162,9 +176,17 @@ class Bank:
             {'loss': [2.0]}
         """
         n = int(self.lengths[index])
-        return {name: array[index, :n].tolist() for name, array in self.values.items() if self.present[name][index]}
+        curve: dict[str, list[float | None]] = {}
+        for name, array in self.values.items():
+            if self.present[name][index]:
+                values: list[float | None] = array[index, :n].tolist()
+                if name in self.missing:
+                    for epoch in np.flatnonzero(self.missing[name][index, :n]).tolist():
+                        values[epoch] = None
+                curve[name] = values
+        return curve
 
-    def curves(self) -> dict[str, dict[str, list[float]]]:
+    def curves(self) -> dict[str, dict[str, list[float | None]]]:
         """The whole bank back as ``{run: {metric: values}}`` (the input of :meth:`from_curves`).
 
         Examples:
@@ -173,6 +195,12 @@ class Bank:
             True
         """
         return {run: self.curve(index) for index, run in enumerate(self.runs)}
+
+
+def _missing(series: list[Sequence[float | None]], count: int) -> BoolArray | None:
+    """Where the values, flattened, are None; None when none is."""
+    absent = np.fromiter((value is None for value in itertools.chain.from_iterable(series)), dtype=bool, count=count)
+    return absent if absent.any() else None
 
 
 def _frozen(array: npt.NDArray[Any]) -> npt.NDArray[Any]:

@@ -226,7 +226,7 @@ def evaluate(
         def make_monitor() -> Monitor:
             return Monitor(**options)
 
-        reason = fallback_reason(config)
+        reason = fallback_reason(config) or _sparse_reason(bank, config)
     elif callable(strategy):
         make_monitor, config = strategy, None
         reason = "a monitor factory is opaque: pass Monitor keyword arguments as a dict to vectorise"
@@ -293,6 +293,17 @@ def fallback_reason(config: MonitorConfig) -> str | None:
         support = ENGINE_SUPPORT[name]
         if support is not None and not support[0](getattr(config, name)):
             return support[1]
+    return None
+
+
+def _sparse_reason(bank: Bank, config: MonitorConfig) -> str | None:
+    """Why the scalar replay is needed for this bank: a metric the Monitor reads is missing at some epochs."""
+    read = [config.monitor] if isinstance(config.monitor, str) else list(config.monitor)
+    read += [config.keep_best_by] if config.keep_best_by is not None else []
+    read += sorted(config.rule.requires) if config.rule is not None else []
+    sparse = [name for name in read if name in bank.missing and bank.missing[name].any()]
+    if sparse:
+        return f"{sparse[0]!r} is not logged at every epoch: the Monitor itself replays the epochs without it"
     return None
 
 

@@ -37,11 +37,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from earlystop_core.curves import best_epoch
+from earlystop_core.curves import best_epoch, epochs
+from earlystop_core.errors import MissingMetricError
 from earlystop_core.modes import Mode, resolve_mode
 from earlystop_core.monitor import Monitor
 from earlystop_core.signals import WeightedScore
@@ -105,7 +106,7 @@ class Summary:
 
 
 def replay_run(
-    curve: Mapping[str, Sequence[float]],
+    curve: Mapping[str, Sequence[float | None]],
     make_monitor: Callable[[], Monitor],
     target: str = "test_accuracy",
     target_mode: str = "max",
@@ -159,7 +160,7 @@ def replay_run(
         raise ValueError(f"every metric of a curve needs one value per epoch, got lengths {lengths}")
     monitor = make_monitor()
     decision = None
-    for logs in _epochs(curve):
+    for logs in epochs(curve):
         decision = monitor.update(logs)
         if decision.should_stop:
             break
@@ -171,15 +172,16 @@ def replay_run(
     kept = decision.best_epoch if decision.restore and decision.best_epoch is not None else stop
     oracle = _oracle(curve, monitor, reference, reference_mode)
     last = n - 1
+    at_oracle, at_kept, at_last = (_number(values[epoch]) for epoch in (oracle, kept, last))
     if goal == "max":
-        regret, gain = values[oracle] - values[kept], values[kept] - values[last]
+        regret, gain = at_oracle - at_kept, at_kept - at_last
     else:
-        regret, gain = values[kept] - values[oracle], values[last] - values[kept]
+        regret, gain = at_kept - at_oracle, at_last - at_kept
     return RunResult(run, n, stop, stopped, kept, oracle, (n - 1 - stop) / n, regret, gain)
 
 
 def replay(
-    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    curves: Mapping[str, Mapping[str, Sequence[float | None]]],
     make_monitor: Callable[[], Monitor],
     target: str = "test_accuracy",
     target_mode: str = "max",
@@ -275,14 +277,14 @@ def paired_bootstrap(
     return float(diff.mean()), float(low), float(high)
 
 
-def _epochs(curve: Mapping[str, Sequence[float]]) -> Iterator[dict[str, float]]:
-    """One logs dict per epoch, every metric of the curve in it (all series have one length)."""
-    names = list(curve)
-    for values in zip(*(curve[name] for name in names), strict=True):
-        yield dict(zip(names, values, strict=True))
+def _number(value: float | None) -> float:
+    """A value of a curve, NaN where the metric was not logged."""
+    return math.nan if value is None else value
 
 
-def _oracle(curve: Mapping[str, Sequence[float]], monitor: Monitor, reference: str | None, reference_mode: str) -> int:
+def _oracle(
+    curve: Mapping[str, Sequence[float | None]], monitor: Monitor, reference: str | None, reference_mode: str
+) -> int:
     if reference is not None:
         if reference not in curve:
             raise KeyError(f"no reference metric {reference!r} in the curve; metrics: {', '.join(curve)}")
@@ -292,4 +294,12 @@ def _oracle(curve: Mapping[str, Sequence[float]], monitor: Monitor, reference: s
     if isinstance(config.monitor, str):
         return best_epoch(curve[config.monitor], mode)
     score = WeightedScore(config.monitor, config.metric_modes or "auto", config.normalize)
-    return best_epoch([score.read(logs) for logs in _epochs(curve)], mode)
+    return best_epoch([_score(score, logs) for logs in epochs(curve)], mode)
+
+
+def _score(score: WeightedScore, logs: Mapping[str, float]) -> float | None:
+    """The weighted score of an epoch's logs, None when a metric of it was not logged then."""
+    try:
+        return score.read(logs)
+    except MissingMetricError:
+        return None
