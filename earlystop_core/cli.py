@@ -186,7 +186,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     bank = _bank(args)
     _resolve_target(args, _logged(bank))
-    specs = args.strategy or COMPARISON
+    specs = args.strategy or [spec for spec in COMPARISON if f"keep_best_by={args.monitor}" not in spec]
     rows = _rows(bank, specs, args, "strategies", required=bool(args.strategy))
     if args.json:
         keys = ("strategy", "runs", "epochs_saved", "regret", "gain")
@@ -416,13 +416,13 @@ def _run(curves: Mapping[str, Any], run_id: str | None, path: str | None) -> str
 # -- tune -------------------------------------------------------------------------------
 
 
-def _candidates(bank: Any) -> list[str]:
+def _candidates(bank: Any, monitor: str) -> list[str]:
     specs = [f"patience={p}" for p in (3, 5, 8, 10, 12, 15, 20, 25, 30, 40)]
     specs += [f"patience={p},best_from_epoch=3" for p in (5, 8, 10, 12, 15, 20, 25, 30)]
     specs += [f"patience={p},min_delta=0.001,min_delta_mode='rel'" for p in (10, 15, 20)]
     specs += [f"patience={p},smoothing=0.5" for p in (10, 20)]
     specs += [PRESETS["combo"], "patience='auto',max_epochs=100"]
-    if ACCURACY in bank.values:
+    if ACCURACY in bank.values and monitor != ACCURACY:  # keeping the best accuracy: a metric other than the monitored
         specs += [f"patience={p},keep_best_by={ACCURACY}" for p in (5, 8, 10, 12, 15, 20)]
         specs += ["recommended"]
     return specs
@@ -452,7 +452,7 @@ def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _tune(args: argparse.Namespace) -> int:
     bank = _bank(args)
     _resolve_target(args, _logged(bank))
-    specs = _candidates(bank)
+    specs = _candidates(bank, args.monitor)
     rows = _rows(bank, specs, args, "candidates", required=False)
     if args.learn:
         rows.append(_learn(bank, args))

@@ -264,3 +264,12 @@ def test_names_map_logged_metrics_to_the_library_names(tmp_path: Path, capsys: p
     assert status == 2 and "logs 'val_acc' already" in err
     status, out, err = run(capsys, "replay", str(log), "--names", "my_val")
     assert status == 2 and "is not LOGGED=NAME" in err
+
+
+def test_comparisons_fit_the_monitored_metric(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "replay", "--monitor", "val_accuracy", "--json")
+    strategies = [row["strategy"] for row in json.loads(out)]
+    assert status == 0 and "patience=10" in strategies and "patience=20,keep_best_by=val_accuracy" not in strategies
+    assert "recommended: left out, it does not apply here: the policy was fitted with monitor='val_loss'" in err
+    status, out, err = run(capsys, "tune", "--monitor", "val_accuracy", "--json")
+    assert status == 0 and json.loads(out)["front"] and "keep_best_by" not in err
