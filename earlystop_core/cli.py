@@ -541,6 +541,9 @@ def _plot_front(rows: list[dict[str, Any]], front: list[dict[str, Any]], pick: d
     )
     axes.plot([100 * r["epochs_saved"] for r in front], [r["regret"] for r in front], "o-", color="C0", label="front")
     axes.scatter([100 * pick["epochs_saved"]], [pick["regret"]], s=80, color="C3", zorder=3, label="recommended")
+    for row in front:
+        axes.annotate(row["strategy"], (100 * row["epochs_saved"], row["regret"]), fontsize=7,
+                      xytext=(4, 4), textcoords="offset points")  # fmt: skip
     axes.set_xlabel("epochs saved (%)")
     axes.set_ylabel("regret (target units)")
     axes.set_title("Epochs saved against regret")
@@ -565,22 +568,50 @@ def _plot(args: argparse.Namespace) -> int:
     if args.monitor in curve:  # validated at some epochs only: skip the others
         strategy.setdefault("on_missing", "skip")
     result = replay_run(curve, lambda: Monitor(**strategy), args.target, args.target_mode, reference=args.monitor)
-    pyplot = _pyplot()
-    figure, axes = pyplot.subplots(figsize=(7, 4.5))
-    for name in (args.monitor, args.monitor.removeprefix("val_")):
-        if name in curve:
-            axes.plot(curve[name], label=name)
-    axes.axvline(result.kept, color="C2", linestyle="--", label=f"kept (best) epoch {result.kept}")
-    if result.stopped:
-        axes.axvline(result.stop, color="C3", linestyle=":", label=f"stop epoch {result.stop}")
-    axes.set_xlabel("epoch")
-    axes.set_title(f"run {args.run_id}: {args.strategy}")
-    axes.grid(alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
+    figure = draw_run(curve, result, Monitor(**strategy).config, f"run {args.run_id}: {args.strategy}")
     figure.savefig(args.output, dpi=120)
     print(f"run {args.run_id}: stop {result.stop}, kept {result.kept}, regret {result.regret:.4f}; wrote {args.output}")
     return 0
+
+
+def draw_run(curve: Mapping[str, Sequence[float | None]], result: Any, config: Any, title: str) -> Any:
+    """One run drawn as replayed: the monitored metric (and its training twin), the metric the weights were
+    kept by on a second axis when it is another, and the kept and stop epochs marked as decided.
+
+    Losses spanning more than a decade are drawn on a log scale; epochs without a value are gaps.
+    """
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(figsize=(8, 4.8))
+    monitor = config.monitor if isinstance(config.monitor, str) else config.name
+    sparse = False
+    for name in dict.fromkeys((monitor, monitor.removeprefix("val_"))):
+        if name in curve:
+            values = [math.nan if value is None else value for value in curve[name]]
+            sparse = sparse or any(value is None for value in curve[name])
+            axes.plot(values, label=name, marker="." if sparse else None)
+    logged = [v for v in curve.get(monitor, ()) if v is not None and math.isfinite(v)]
+    if config.mode == "min" and logged and min(logged) > 0 and max(logged) / min(logged) > 10:
+        axes.set_yscale("log")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(monitor)
+    kept_by = config.keep_best_by
+    handles, labels = [], []
+    if kept_by is not None and kept_by in curve:
+        other = axes.twinx()
+        other.plot([math.nan if v is None else v for v in curve[kept_by]], color="C4", label=kept_by, alpha=0.8)
+        other.set_ylabel(kept_by)
+        handles, labels = other.get_legend_handles_labels()
+    which = kept_by if kept_by is not None else monitor
+    kept = f"kept: epoch {result.kept} (best {which} until the stop)"
+    axes.axvline(result.kept, color="C2", linestyle="--", label=kept)
+    if result.stopped:
+        axes.axvline(result.stop, color="C3", linestyle=":", label=f"stopped: epoch {result.stop}")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    own_handles, own_labels = axes.get_legend_handles_labels()
+    axes.legend(own_handles + handles, own_labels + labels)
+    figure.tight_layout()
+    return figure
 
 
 def _pyplot() -> Any:

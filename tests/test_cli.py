@@ -273,3 +273,28 @@ def test_comparisons_fit_the_monitored_metric(capsys: pytest.CaptureFixture[str]
     assert "recommended: left out, it does not apply here: the policy was fitted with monitor='val_loss'" in err
     status, out, err = run(capsys, "tune", "--monitor", "val_accuracy", "--json")
     assert status == 0 and json.loads(out)["front"] and "keep_best_by" not in err
+
+
+def test_a_drawn_run_shows_what_was_decided() -> None:
+    pytest.importorskip("matplotlib")
+    from earlystop_core import Monitor
+    from earlystop_core.cli import draw_run
+    from earlystop_core.replay.scalar import replay_run
+
+    curve = {
+        "val_loss": [10.0, 5.0, 1.0, 0.5, 0.6, None, 0.8, 0.9],  # an unvalidated epoch: a gap
+        "loss": [9.0, 4.0, 1.0, 0.4, 0.3, 0.25, 0.2, 0.15],
+        "val_accuracy": [0.1, 0.3, 0.6, 0.7, 0.75, None, 0.7, 0.7],
+    }
+    options = {"patience": 2, "keep_best_by": "val_accuracy", "on_missing": "skip", "restore_best_weights": True}
+    result = replay_run(curve, lambda: Monitor(**options), "val_accuracy", "max", reference="val_loss")
+    figure = draw_run(curve, result, Monitor(**options).config, "run")
+    axes, other = figure.axes
+    assert axes.get_ylabel() == "val_loss" and other.get_ylabel() == "val_accuracy" and axes.get_xlabel() == "epoch"
+    assert axes.get_yscale() == "log"  # the loss spans 20x
+    marks = {
+        line.get_label(): line.get_xdata()[0] for line in axes.lines if line.get_label().startswith(("kept", "stop"))
+    }
+    assert marks == {f"kept: epoch {result.kept} (best val_accuracy until the stop)": result.kept,
+                     f"stopped: epoch {result.stop}": result.stop}  # fmt: skip
+    assert result.kept == 4 and result.stop == 6  # epoch 5 was not validated: no patience counted there
