@@ -17,7 +17,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -376,28 +376,35 @@ def _table(rows: list[dict[str, Any]], target: str, bank: Any) -> str:
 
 
 def _bank(args: argparse.Namespace) -> Any:
+    """The runs at PATH as a bank (a long CSV straight into arrays), their metrics named as ``--names`` says."""
     from earlystop_core.replay.bank import Bank
 
-    return Bank.from_curves(_curves(args))
+    bank = Bank.load(sample_curves_path() if args.path in (None, SAMPLE) else args.path)
+    mapping = _names(args, bank.metrics)
+    return bank.renamed(mapping) if mapping else bank
 
 
 def _curves(args: argparse.Namespace) -> Any:
     """The curves at PATH (``sample`` or nothing: the bundled sample), their metrics named as ``--names`` says."""
-    from earlystop_core.formats.names import parse_names, recognise, rename
+    from earlystop_core.formats.names import rename
     from earlystop_core.formats.readers import load_any
 
     curves = load_any(sample_curves_path() if args.path in (None, SAMPLE) else args.path)
-    if args.names == "auto":
-        logged = dict.fromkeys(name for curve in curves.values() for name in curve)
-        mapping = recognise(logged, keep={args.monitor, args.target})
-    else:
-        mapping = parse_names(args.names)
-    if not mapping:
-        return curves
-    if args.names == "auto":
+    mapping = _names(args, dict.fromkeys(name for curve in curves.values() for name in curve))
+    return rename(curves, mapping) if mapping else curves
+
+
+def _names(args: argparse.Namespace, logged: Iterable[str]) -> dict[str, str]:
+    """The renaming ``--names`` asks for; for ``auto``, the spellings recognised, said on standard error."""
+    from earlystop_core.formats.names import parse_names, recognise
+
+    if args.names != "auto":
+        return parse_names(args.names)
+    mapping = recognise(logged, keep={args.monitor, args.target})
+    if mapping:
         said = ", ".join(f"{source} as {target}" for source, target in mapping.items())
         print(f"earlystop: reading {said} (--names to choose, --names none to keep the logged names)", file=sys.stderr)
-    return rename(curves, mapping)
+    return mapping
 
 
 def _run(curves: Mapping[str, Any], run_id: str | None, path: str | None) -> str:

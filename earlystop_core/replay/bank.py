@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from earlystop_core.formats.long_csv import is_long_csv, read_arrays
 from earlystop_core.formats.readers import load_any
 
 __all__ = ["Bank", "Curves"]
@@ -142,12 +143,44 @@ class Bank:
     def load(cls, path: str | Path) -> Bank:
         """Read a curve file or directory in any supported format (:func:`~earlystop_core.formats.readers.load_any`).
 
+        A long CSV is read straight into arrays when pyarrow is installed
+        (``pip install 'earlystop[arrow]'``): no Python float per value.
+
         Examples:
             >>> from earlystop_core.curves import sample_curves_path
             >>> len(Bank.load(sample_curves_path()))
             120
         """
+        if Path(path).is_file() and is_long_csv(path):
+            arrays = read_arrays(path)  # straight into arrays (pyarrow), when installed and the file is sound
+            if arrays is not None:
+                present = {name: np.ones(len(arrays.runs), dtype=bool) for name in arrays.values}
+                return cls(
+                    arrays.runs,
+                    _frozen(arrays.lengths),
+                    {name: _frozen(array) for name, array in arrays.values.items()},
+                    {name: _frozen(flags) for name, flags in present.items()},
+                    {name: _frozen(mask) for name, mask in arrays.missing.items()},
+                )
         return cls.from_curves(load_any(path))
+
+    def renamed(self, names: Mapping[str, str]) -> Bank:
+        """The same runs with metrics renamed (``{logged name: new name}``; others keep theirs).
+
+        Examples:
+            >>> Bank.from_curves({"a": {"eval_loss": [0.5]}}).renamed({"eval_loss": "val_loss"}).metrics
+            ('val_loss',)
+        """
+        clash = [new for old, new in names.items() if old in self.values and new in self.values and new not in names]
+        if clash:
+            raise ValueError(f"the bank logs {clash[0]!r} already: it cannot also be the name of another metric")
+        return type(self)(
+            self.runs,
+            self.lengths,
+            {names.get(old, old): array for old, array in self.values.items()},
+            {names.get(old, old): flags for old, flags in self.present.items()},
+            {names.get(old, old): mask for old, mask in self.missing.items()},
+        )
 
     @property
     def metrics(self) -> tuple[str, ...]:

@@ -1,0 +1,85 @@
+"""A long CSV read straight into arrays (pyarrow) is the bank the list readers give; NaN and unlogged kept apart."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from earlystop_core.curves import sample_curves_path
+from earlystop_core.errors import FormatError
+from earlystop_core.formats.long_csv import load_curves, read_arrays
+from earlystop_core.replay.bank import Bank
+
+pytest.importorskip("pyarrow")
+
+CELLS = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
+    st.sampled_from(["", "NA", "nan", "inf", "-inf", "0", "1e-300", "null"]),
+)
+
+
+def same_bank(a: Bank, b: Bank) -> None:
+    assert a.runs == b.runs and np.array_equal(a.lengths, b.lengths) and a.metrics == b.metrics
+    for name in a.metrics:
+        assert np.array_equal(a.values[name], b.values[name], equal_nan=True), name
+        assert np.array_equal(a.present[name], b.present[name]), name
+        assert (name in a.missing) == (name in b.missing), name
+        if name in a.missing:
+            assert np.array_equal(a.missing[name], b.missing[name]), name
+
+
+@given(st.data())
+@settings(max_examples=60, deadline=None)
+def test_arrays_equal_the_list_reader(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    metrics = data.draw(st.integers(1, 3))
+    runs = data.draw(st.lists(st.integers(1, 6), min_size=1, max_size=4))  # epochs per run
+    rows = [(f"r{run}", epoch) for run, length in enumerate(runs) for epoch in range(length)]
+    rows = data.draw(st.permutations(rows)) if data.draw(st.booleans()) else rows
+    rows = sorted(rows, key=lambda row: row[1])  # runs interleaved, each run's epochs still in order
+    lines = ["run,epoch," + ",".join(f"m{k}" for k in range(metrics))]
+    for run, epoch in rows:
+        cells = data.draw(st.lists(CELLS, min_size=metrics, max_size=metrics))
+        lines.append(f"{run},{epoch}," + ",".join(cells))
+    path = tmp_path_factory.mktemp("long") / ("bank.csv.gz" if data.draw(st.booleans()) else "bank.csv")
+    if path.suffix == ".gz":
+        import gzip
+
+        path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    else:
+        path.write_text("\n".join(lines) + "\n")
+    assert read_arrays(path) is not None
+    same_bank(Bank.load(path), Bank.from_curves(load_curves(path)))
+
+
+def test_the_sample_reads_the_same_both_ways() -> None:
+    same_bank(Bank.load(sample_curves_path()), Bank.from_curves(load_curves(sample_curves_path())))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("run,epoch,val_loss\na,0,1.0\na,1,abc\n", ":3:3: expected a number, got 'abc'"),
+        ("run,epoch,val_loss\na,0,1.0\na,2,0.5\n", "run 'a' jumps to epoch 2, expected epoch 1"),
+        ("run,epoch,val_loss\na,1,1.0\n", "run 'a' jumps to epoch 1, expected epoch 0"),
+        ("run,epoch,val_loss\na,0,1.0,2.0\n", "expected 3 columns, got 4"),
+    ],
+)
+def test_a_faulty_file_gets_the_list_readers_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bank.csv"
+    path.write_text(text)
+    assert read_arrays(path) is None
+    with pytest.raises(FormatError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Bank.load(path)
+
+
+def test_without_pyarrow_the_list_reader_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    assert read_arrays(sample_curves_path()) is None
+    bank = Bank.load(sample_curves_path())
+    assert len(bank) == 120 and math.isfinite(float(bank.values["val_loss"][0, 0]))
