@@ -50,6 +50,7 @@ from earlystop_core.errors import FormatError
 from earlystop_core.formats.huggingface import TRAINER_STATE, is_trainer_state, trainer_state_curve
 from earlystop_core.formats.huggingface import run_name as hf_run_name
 from earlystop_core.formats.long_csv import load_curves
+from earlystop_core.formats.mlflow import is_mlflow_store, load_mlflow
 from earlystop_core.formats.tensorboard import EVENTS, is_event_file, load_tensorboard
 
 __all__ = [
@@ -68,7 +69,7 @@ __all__ = [
 Curve = dict[str, list[float | None]]  # None: not logged at that epoch (a logged NaN stays NaN)
 Curves = dict[str, Curve]
 
-FORMATS = ("auto", "long", "keras", "lightning", "jsonl", "huggingface", "tensorboard")
+FORMATS = ("auto", "long", "keras", "lightning", "jsonl", "huggingface", "tensorboard", "mlflow")
 _MISSING = ("", "NA", "N/A", "null", "None")  # an empty cell, or how loggers write an absent value
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "infinity": math.inf}
 _NON_FINITE.update({"+infinity": math.inf, "-infinity": -math.inf})
@@ -172,9 +173,13 @@ def load_any(path: str | os.PathLike[str], format: str = "auto") -> Curves:
     path = Path(path)
     if format == "tensorboard" or (format == "auto" and is_event_file(path)):
         return load_tensorboard(path)
+    if format == "mlflow":
+        return load_mlflow(path)
     if path.is_dir():
         if format != "auto":
             raise ValueError(f"{path} is a directory: its files' formats are detected one by one (format='auto')")
+        if is_mlflow_store(path):
+            return load_mlflow(path)
         if not _curve_files(path)[0] and _has_event_files(path):  # TensorBoard logs only
             return load_tensorboard(path)
         return load_directory(path)

@@ -20,20 +20,19 @@ Scalars written as tensors (TensorFlow 2's ``tf.summary.scalar``) are read too.
 
 from __future__ import annotations
 
-import bisect
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from earlystop_core.errors import FormatError
+from earlystop_core.formats.steps import by_epoch
 
 __all__ = ["EVENTS", "is_event_file", "load_tensorboard"]
 
 #: How TensorBoard event files are named.
 EVENTS = "events.out.tfevents."
 _KERAS = {"train": "", "validation": "val_"}  # Keras's sub-folders, and the prefix its CSVLogger gives them
-_MAX_EPOCH = 10_000_000
 
 
 def is_event_file(path: Path) -> bool:
@@ -67,7 +66,7 @@ def load_tensorboard(path: str | os.PathLike[str]) -> dict[str, dict[str, list[f
                     series.setdefault(_metric(prefix, tag), []).extend(points)
         if not series:
             raise FormatError(root, None, None, f"run {run!r}: its event files hold no scalars")
-        curves[run] = _by_epoch(root, run, series)
+        curves[run] = by_epoch(root, run, series)
     return curves
 
 
@@ -142,21 +141,3 @@ def _scalars(accumulator: Any, file: Path) -> Iterator[tuple[str, list[tuple[int
             points.append((point.step, float(array)))
         else:
             yield tag, points
-
-
-def _by_epoch(root: Path, run: str, series: dict[str, list[tuple[int, float]]]) -> dict[str, list[float | None]]:
-    """The series on one epoch axis: steps, or the ``epoch`` scalar's values where the run logs one."""
-    epochs = sorted(series.pop("epoch", []))
-    steps = [step for step, _ in epochs]
-
-    def epoch_of(step: int) -> int:
-        if not epochs:
-            return step
-        at = bisect.bisect_right(steps, step) - 1
-        return int(epochs[max(at, 0)][1])
-
-    placed = {name: {epoch_of(step): value for step, value in points} for name, points in series.items()}
-    last = max((epoch for values in placed.values() for epoch in values), default=-1)
-    if last >= _MAX_EPOCH or min((e for values in placed.values() for e in values), default=0) < 0:
-        raise FormatError(root, None, None, f"run {run!r}: epochs must lie in 0..{_MAX_EPOCH - 1}, got up to {last}")
-    return {name: [values.get(epoch) for epoch in range(last + 1)] for name, values in placed.items()}
