@@ -152,6 +152,15 @@ class Monitor:
             was fitted under (e.g. ``keep_best_by="val_accuracy"``) fill in
             the arguments left at their defaults; see
             :func:`~earlystop_core.policy.learned.with_policy`.
+        names: Read metrics under the names the logs use, ``{name: logged
+            name}``: ``Monitor(policy="recommended", names={"val_loss":
+            "eval_loss", "val_accuracy": "eval_accuracy"})`` runs the
+            recommended policy on a Hugging Face Trainer's logs. It renames
+            the monitored metric(s), ``keep_best_by``, the plateau's metric
+            and the metrics a learned policy reads; entries for metrics this
+            Monitor does not read are allowed (one mapping serves every
+            Monitor of a framework). A rule of your own reading a renamed
+            metric itself is refused.
 
     Examples:
         >>> m = Monitor(monitor="val_loss", patience=2, restore_best_weights=True)
@@ -242,6 +251,7 @@ class Monitor:
         keep_best_by: str | None = None,
         keep_best_mode: str = "auto",
         policy: Rule | str | Path | None = None,
+        names: Mapping[str, str] | None = None,
     ) -> None:
         options: dict[str, Any] = dict(
             monitor=monitor,
@@ -268,6 +278,8 @@ class Monitor:
         )
         if policy is not None:  # the learned policy's own with_policy, registered in _policies
             options = _policies.resolve(policy, options)
+        if names is not None:
+            options = _renamed(options, names)
         self.config = config = MonitorConfig.build(**options)
         # The hot path reads plain slots, not the frozen config.
         sign = 1.0 if config.mode == "min" else -1.0
@@ -909,6 +921,36 @@ def _check_finite_memory(rule: Rule) -> None:
             f"corrupt Monitor state: {rule!r} remembers {odd[0]!r}, but with check_finite=True no "
             "non-finite value reaches a rule"
         )
+
+
+def _renamed(options: dict[str, Any], names: Any) -> dict[str, Any]:
+    """The Monitor's arguments reading every metric under the logged name ``names`` gives it (others as they are).
+
+    Entries for metrics this Monitor does not read are allowed: one mapping serves every Monitor of a framework.
+    """
+    if not isinstance(names, Mapping) or not all(
+        isinstance(key, str) and key and isinstance(value, str) and value for key, value in names.items()
+    ):
+        raise TypeError(f"'names' must map metric names to the names in the logs, e.g. {{'val_loss': 'eval_loss'}}, "
+                        f"got {names!r}")  # fmt: skip
+    logged = list(names.values())
+    if len(set(logged)) != len(logged):
+        raise ValueError(f"'names' gives two metrics one logged name: {dict(names)!r}")
+    renamed = dict(options)
+    monitor = options["monitor"]
+    if isinstance(monitor, str):
+        renamed["monitor"] = names.get(monitor, monitor)
+    elif isinstance(monitor, Mapping):
+        renamed["monitor"] = {names.get(key, key): weight for key, weight in monitor.items()}
+        if isinstance(options["mode"], Mapping):
+            renamed["mode"] = {names.get(key, key): mode for key, mode in options["mode"].items()}
+    if isinstance(options["keep_best_by"], str):
+        renamed["keep_best_by"] = names.get(options["keep_best_by"], options["keep_best_by"])
+    for part in ("rule", "plateau"):
+        value = options[part]
+        if hasattr(value, "renamed"):  # a Rule, a ReduceLROnPlateau; anything else is refused by the config
+            renamed[part] = value.renamed(names)
+    return renamed
 
 
 def _own_rule(config: MonitorConfig) -> Rule | None:

@@ -299,6 +299,24 @@ class LearnedPolicy(Rule):
         self._logit = logit
         self._capped = state["capped"]
 
+    def renamed(self, names: Mapping[str, str]) -> LearnedPolicy:
+        """The policy reading its training loss and accuracy under the logged names ``names`` gives.
+
+        Examples:
+            >>> policy = recommended_policy().renamed({"loss": "train_loss", "val_accuracy": "eval_accuracy"})
+            >>> sorted(policy.requires)
+            ['eval_accuracy', 'train_loss']
+        """
+        data = {key: value for key, value in self.to_json().items() if key != "checksum"}  # the names change
+        for field in ("train_metric", "accuracy_metric"):
+            if data.get(field) in names:
+                data[field] = names[data[field]]
+        return (
+            self
+            if data == {k: v for k, v in self.to_json().items() if k != "checksum"}
+            else type(self).from_json(data, max_epochs=self.max_epochs)
+        )
+
     def _refuse(self) -> None:
         budget = [name for name in self.features if FEATURES[name] == "budget"]
         raise ValueError(

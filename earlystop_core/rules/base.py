@@ -70,6 +70,25 @@ class Rule(abc.ABC):
         if state is not None:
             raise StateError(f"corrupt Monitor state: {self!r} keeps no state, got {state!r}")
 
+    def renamed(self, names: Mapping[str, str]) -> Rule:
+        """This rule reading its metrics under other names (``{name it reads: name in the logs}``).
+
+        A rule reading only the monitored value (every built-in one but the learned
+        policy) is itself. A rule of your own that reads other metrics
+        (``requires``) and is asked to read one under another name refuses:
+        give it the logged name itself.
+
+        Raises:
+            ValueError: The rule reads a metric ``names`` renames, and cannot follow it.
+        """
+        clash = sorted(self.requires & set(names))
+        if clash:
+            raise ValueError(
+                f"{self!r} reads {clash[0]!r} itself and cannot read it as {names[clash[0]]!r}: "
+                f"build the rule with the logged name"
+            )
+        return self
+
     def remembered(self) -> list[float]:
         """The monitored values (signed) the rule keeps in its memory.
 
@@ -198,6 +217,10 @@ class _Composite(Rule):
 
     def remembered(self) -> list[float]:
         return [value for rule in self.rules for value in rule.remembered()]
+
+    def renamed(self, names: Mapping[str, str]) -> Rule:
+        parts = [rule.renamed(names) for rule in self.rules]
+        return self if all(a is b for a, b in zip(parts, self.rules, strict=True)) else type(self)(*parts)
 
     def firing(self) -> Rule:
         return self._fired.firing() if self._fired is not self else self

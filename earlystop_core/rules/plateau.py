@@ -175,6 +175,17 @@ class ReduceLROnPlateau:
     def _config(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _SETTINGS}
 
+    def renamed(self, names: Mapping[str, str]) -> ReduceLROnPlateau:
+        """A fresh schedule like this one, watching its metric under the logged name ``names`` gives it.
+
+        Examples:
+            >>> ReduceLROnPlateau("val_loss", patience=2).renamed({"val_loss": "eval_loss"}).monitor
+            'eval_loss'
+        """
+        if self.monitor not in names:
+            return self
+        return type(self)(**{**self._config(), "monitor": names[self.monitor]})
+
     def state_dict(self) -> dict[str, Any]:
         """The whole state as strict, versioned JSON (no NaN or Infinity tokens).
 
