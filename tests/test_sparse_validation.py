@@ -68,8 +68,39 @@ def test_the_engine_replays_sparse_validation_as_the_monitor_does(
     expected = [replay_run(curve, lambda: Monitor(**{"restore_best_weights": True, **options}), run=run)
                 for run, curve in curves.items() if _replays(curve, options)]  # fmt: skip
     same(result.results(), expected)
-    if bank.missing.get("val_loss") is not None and bank.missing["val_loss"].any():
+    sparse = bank.missing.get("val_loss") is not None and bank.missing["val_loss"].any()
+    checks_alone = not options.get("best_from_epoch") and "policy" not in options  # nothing counts epochs
+    if sparse and not checks_alone:
         assert result.engine == "scalar" and "not logged at every epoch" in (result.reason or "")
+    elif sparse:
+        assert result.engine in ("scan", "loop")  # the validation checks alone, vectorised
+
+
+CHECKS = st.fixed_dictionaries(
+    {"patience": st.integers(0, 4), "on_missing": st.just("skip"), "check_finite": st.booleans()},
+    optional={
+        "keep_best_by": st.just("val_accuracy"),
+        "smoothing": st.sampled_from([0.3, 0.8]),
+        "min_delta": st.sampled_from([1e-3, 0.05]),
+        "min_delta_mode": st.sampled_from(["abs", "rel"]),
+        "baseline": st.floats(0.1, 1.5),
+        "stopping_threshold": st.floats(0.0, 0.3),
+        "divergence_threshold": st.floats(1.5, 3.0),
+    },
+)
+
+
+@given(sparse_banks(), CHECKS)
+@settings(max_examples=250, deadline=None)
+def test_the_validation_checks_alone_are_vectorised_and_exact(
+    curves: dict[str, dict[str, list[float | None]]], options: dict[str, Any]
+) -> None:
+    bank = Bank.from_curves(curves)
+    result = evaluate(bank, options, on_error="skip")
+    assert result.engine in ("scan", "loop")
+    expected = [replay_run(curve, lambda: Monitor(**{"restore_best_weights": True, **options}), run=run)
+                for run, curve in curves.items() if _replays(curve, options)]  # fmt: skip
+    same(result.results(), expected)
 
 
 def _replays(curve: dict[str, list[float | None]], options: dict[str, Any]) -> bool:

@@ -296,12 +296,47 @@ def fallback_reason(config: MonitorConfig) -> str | None:
     return None
 
 
+def _validated(bank: Bank, config: MonitorConfig) -> tuple[Bank, IntArray] | None:
+    """The bank cut down to each run's validation checks (the epochs it logs the monitored metric at), and each
+    check's epoch; None where that would not replay as the Monitor does (see :func:`_sparse_reason`).
+
+    With ``on_missing="skip"`` the Monitor passes over an epoch without the metric, so its decisions are those
+    on the checks alone, as long as nothing counts epochs themselves (a warm-up, a rule) and ``keep_best_by``
+    is logged at every check.
+    """
+    assert isinstance(config.monitor, str)
+    if config.on_missing != "skip" or config.start_from_epoch or config.best_from_epoch or config.rule is not None:
+        return None
+    key = config.monitor
+    inside = np.arange(bank.max_epochs) < bank.lengths[:, None]
+    checks = inside & ~bank.missing[key] & bank.present[key][:, None]
+    keep = config.keep_best_by
+    if keep is not None and keep in bank.missing and (bank.missing[keep] & checks).any():
+        return None  # the Monitor raises there (keep_best_by needs its metric beside the monitored one)
+    counts = checks.sum(axis=1)
+    width = int(counts.max()) if len(counts) else 0
+    epochs = np.argsort(~checks, axis=1, kind="stable")[:, :width]  # each run's checks first, in order
+    valid = np.arange(width) < counts[:, None]
+    names = [key] if keep is None else [key, keep]
+    values = {}
+    for name in names:
+        if name not in bank.values:
+            continue
+        array = np.take_along_axis(bank.values[name], epochs, axis=1) if width else np.zeros((len(counts), 0))
+        values[name] = np.asfortranarray(np.where(valid, array, np.nan))
+    present = {name: bank.present[name] for name in values}
+    return Bank(bank.runs, counts.astype(np.int64), values, present), epochs
+
+
 def _sparse_reason(bank: Bank, config: MonitorConfig) -> str | None:
-    """Why the scalar replay is needed for this bank: a metric the Monitor reads is missing at some epochs."""
+    """Why the scalar replay is needed for this bank: a metric the Monitor reads is missing at some epochs
+    (unless only the monitored one is, and the checks alone replay as the Monitor does: :func:`_validated`)."""
     read = [config.monitor] if isinstance(config.monitor, str) else list(config.monitor)
     read += [config.keep_best_by] if config.keep_best_by is not None else []
     read += sorted(config.rule.requires) if config.rule is not None else []
     sparse = [name for name in read if name in bank.missing and bank.missing[name].any()]
+    if sparse and sparse[0] == config.monitor and _validated(bank, config) is not None:
+        return None  # the engine replays the validation checks alone
     if sparse:
         return f"{sparse[0]!r} is not logged at every epoch: the Monitor itself replays the epochs without it"
     return None
@@ -410,12 +445,20 @@ def _evaluate_vectorised(
     rows = np.arange(count)
     absent = np.zeros(count, dtype=bool)
     has_key = bank.present.get(key, absent)
-    work = _scratch(bank)
+    compact = _validated(bank, config) if key in bank.missing else None
+    decided = bank if compact is None else compact[0]
+    step = _scratch(decided)
     with np.errstate(all="ignore"):  # float32 overflow to inf and NaN arithmetic are intended
-        signal = _signal(_epoch_major(bank, key), n, config, work)
-        keep32 = None if config.keep_best_by is None else _keep_values(bank, config, work)
-        logs = None if config.rule is None else {name: _epoch_major(bank, name) for name in config.rule.requires}
-        stop, stopped, best = _decide(signal, n, config, engine == "scan", work, keep32, logs)
+        signal = _signal(_epoch_major(decided, key), decided.lengths, config, step)
+        keep32 = None if config.keep_best_by is None else _keep_values(decided, config, step)
+        logs = None if config.rule is None else {name: _epoch_major(decided, name) for name in config.rule.requires}
+        stop, stopped, best = _decide(signal, decided.lengths, config, engine == "scan", step, keep32, logs)
+    work = _scratch(bank)
+    if compact is not None:  # back from validation checks to epochs; a run that did not stop ran to its end
+        epochs = compact[1]
+        at = np.clip(stop, 0, max(epochs.shape[1] - 1, 0))
+        stop = np.where(stopped, epochs[rows, at] if epochs.shape[1] else 0, n - 1)
+        best = np.where(best >= 0, epochs[rows, np.maximum(best, 0)] if epochs.shape[1] else -1, -1)
     # A run without the monitored metric: every epoch is skipped (on_missing="skip"), or it fails.
     stop = np.where(has_key, stop, n - 1)
     stopped &= has_key
