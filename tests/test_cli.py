@@ -298,3 +298,26 @@ def test_a_drawn_run_shows_what_was_decided() -> None:
     assert marks == {f"kept: epoch {result.kept} (best val_accuracy until the stop)": result.kept,
                      f"stopped: epoch {result.stop}": result.stop}  # fmt: skip
     assert result.kept == 4 and result.stop == 6  # epoch 5 was not validated: no patience counted there
+
+
+@pytest.mark.slow
+def test_a_keras_csvlogger_from_a_real_fit_replays_with_finite_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keras = pytest.importorskip("keras")
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = (x[:, :2].sum(axis=1) > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=keras.losses.BinaryCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)])  # fmt: skip
+    log = tmp_path / "training.log"
+    model.fit(x, y, validation_split=0.25, epochs=40, verbose=0, callbacks=[keras.callbacks.CSVLogger(str(log))])
+    status, out, err = run(capsys, "replay", str(log), "--json")
+    rows = json.loads(out)
+    assert status == 0 and "recommended" in [row["strategy"] for row in rows], err
+    assert all(math.isfinite(row[key]) for row in rows for key in ("epochs_saved", "regret", "gain"))
+    assert "regret is measured on val_accuracy, validation data" in err
