@@ -291,7 +291,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert loaded.to_json() == policy.to_json()
     assert loaded.monitor == {"monitor": "val_loss", "best_from_epoch": 3} and loaded.info == {"note": "x"}
     assert json.loads(path.read_text())["format"] == FORMAT
-    assert LearnedPolicy.read(path) == policy
+    assert LearnedPolicy.load(path) == policy
 
 
 def test_load_reads_a_file_and_load_state_dict_restores_memory(tmp_path: Path) -> None:

@@ -379,24 +379,27 @@ def test_the_dev_bank_matches_the_scalar_replay_on_every_run(dev_curves: Curves,
 # -- speed ----------------------------------------------------------------------------
 
 
+def speedup(strategy: str, runs: int, epochs: int, repeats: int) -> dict[str, Any]:
+    """The replay benchmark for one strategy, smaller, in a fresh process: its figures for that strategy."""
+    command = [sys.executable, str(BENCHMARK), "--runs", str(runs), "--epochs", str(epochs), "--repeats", str(repeats)]
+    command += ["--strategy", strategy, "--json"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    figures: dict[str, Any] = json.loads(out.strip().splitlines()[-1])["strategies"][strategy]
+    return figures
+
+
 @pytest.mark.slow
 def test_the_vectorised_replay_is_fifty_times_faster_than_the_scalar_loop() -> None:
-    """The benchmark, smaller (1,000 runs x 100 epochs, fixed patience), in a fresh process."""
-    command = [sys.executable, str(BENCHMARK), "--runs", "1000", "--epochs", "100", "--repeats", "5"]
-    command += ["--strategy", "patience 10", "--json"]
-    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
-    figures = json.loads(out.strip().splitlines()[-1])
+    """Fixed patience on 1,000 runs x 100 epochs."""
+    figures = speedup("patience 10", runs=1000, epochs=100, repeats=5)
     assert figures["speedup"] >= 50, figures
 
 
 @pytest.mark.slow
 def test_the_vectorised_learned_policy_is_eight_times_faster_than_the_scalar_loop() -> None:
-    """The default row of ``earlystop replay``: measured 13x on 1,000 runs (docs/performance.md); 8x here."""
-    command = [sys.executable, str(BENCHMARK), "--runs", "400", "--epochs", "200", "--repeats", "3"]
-    command += ["--strategy", "recommended policy", "--json"]
-    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
-    figures = json.loads(out.strip().splitlines()[-1])
-    assert figures["strategies"]["recommended policy"]["speedup"] >= 8, figures
+    """The recommended row of ``earlystop replay``: measured 13x on 1,000 runs (docs/performance.md); 8x here."""
+    figures = speedup("recommended policy", runs=400, epochs=200, repeats=3)
+    assert figures["speedup"] >= 8, figures
 
 
 def test_every_monitor_option_is_classified_for_the_engine() -> None:

@@ -441,20 +441,7 @@ class LearnedPolicy(Rule):
 
     @classmethod
     def load(cls, path: str | Path, max_epochs: int | None = None) -> LearnedPolicy:
-        """Read a policy written by :meth:`save` (the same as :meth:`read`).
-
-        Args:
-            path: The JSON file.
-            max_epochs: The planned epochs of the runs it will decide (needed by budget features).
-
-        Raises:
-            PolicyError: The file is not a valid saved policy (the message names the file).
-        """
-        return cls.read(path, max_epochs=max_epochs)
-
-    @classmethod
-    def read(cls, path: str | Path, max_epochs: int | None = None) -> LearnedPolicy:
-        """Read a policy written by :meth:`save` (``LearnedPolicy.load(path)`` is this).
+        """Read a policy written by :meth:`save`.
 
         Args:
             path: The JSON file.
@@ -542,7 +529,7 @@ def load_policy(policy: LearnedPolicy | str | Path, max_epochs: int | None = Non
                 f"policy={str(policy)!r}: no such file; pass 'recommended', a LearnedPolicy, or the path of a "
                 "policy saved by `earlystop tune PATH --learn policy.json`"
             )
-        return LearnedPolicy.read(policy, max_epochs=max_epochs)
+        return LearnedPolicy.load(policy, max_epochs=max_epochs)
     raise TypeError(
         "'policy' must be a LearnedPolicy, 'recommended' or the path of a saved policy (JSON), "
         f"got {type(policy).__name__} ({policy!r})"
