@@ -34,7 +34,7 @@ from earlystop_core.replay.scalar import replay
 
 from timing import timed
 
-#: The first is the headline (the FINDINGS protocol); the last is the slowest case, two stepped bests.
+#: The first is the headline (the FINDINGS protocol); the last, the learned policy (the recommended row), the slowest.
 STRATEGIES: dict[str, dict[str, Any]] = {
     "patience 10": {"monitor": "val_loss", "patience": 10},
     "patience 20, best from epoch 3": {"monitor": "val_loss", "patience": 20, "best_from_epoch": 3},
