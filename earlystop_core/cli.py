@@ -232,10 +232,8 @@ def _evaluate(bank: Any, spec: str, args: argparse.Namespace, required: bool = T
     """
     from earlystop_core.replay.engine import evaluate
 
-    strategy = _strategy(spec, args)
     present = bank.present.get(args.monitor)
-    if present is not None and bool(present.all()):  # validated at some epochs only: skip the others
-        strategy.setdefault("on_missing", "skip")
+    strategy = _strategy(spec, args, logged=present is not None and bool(present.all()))
     options = {"target": args.target, "target_mode": args.target_mode, "reference": args.monitor}
     try:
         evaluation = evaluate(bank, strategy, on_error="skip", **options)
@@ -340,9 +338,15 @@ def _strict_json(value: Any) -> str:
     return json.dumps(strict(value), allow_nan=False)
 
 
-def _strategy(spec: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Monitor arguments for a spec or preset, on the command line's monitor (restoring best weights)."""
+def _strategy(spec: str, args: argparse.Namespace, logged: bool = False) -> dict[str, Any]:
+    """Monitor arguments for a spec or preset, on the command line's monitor (restoring best weights).
+
+    ``logged``: every run logs the monitored metric, so an epoch without it was not validated and is skipped
+    (``on_missing="skip"``, unless the spec says otherwise).
+    """
     strategy: dict[str, Any] = {"monitor": args.monitor, "mode": args.mode, "restore_best_weights": True}
+    if logged:
+        strategy["on_missing"] = "skip"
     strategy.update(parse_strategy(PRESETS.get(spec, spec)))
     return strategy
 
@@ -571,9 +575,7 @@ def _plot(args: argparse.Namespace) -> int:
     args.run_id = _run(curves, args.run_id, args.path)
     curve = curves[args.run_id]
     _resolve_target(args, list(curve))
-    strategy = _strategy(args.strategy, args)
-    if args.monitor in curve:  # validated at some epochs only: skip the others
-        strategy.setdefault("on_missing", "skip")
+    strategy = _strategy(args.strategy, args, logged=args.monitor in curve)
     result = replay_run(curve, lambda: Monitor(**strategy), args.target, args.target_mode, reference=args.monitor)
     figure = draw_run(curve, result, Monitor(**strategy).config, f"run {args.run_id}: {args.strategy}")
     figure.savefig(args.output, dpi=120)
@@ -669,9 +671,7 @@ def _demo(args: argparse.Namespace) -> int:
     _resolve_target(args, list(curve))
     if args.target not in curve:
         raise KeyError(f"no metric {args.target!r} in the curves; metrics: {', '.join(curve)}")
-    strategy = _strategy(args.strategy, args)
-    if args.monitor in curve:  # validated at some epochs only: skip the others
-        strategy.setdefault("on_missing", "skip")
+    strategy = _strategy(args.strategy, args, logged=args.monitor in curve)
     monitor = Monitor(**strategy)
     total = len(curve[args.target])
     decision = None

@@ -19,7 +19,7 @@ from typing import Any
 
 from earlystop_core.errors import FormatError
 
-__all__ = ["TRAINER_STATE", "is_trainer_state", "load_trainer_state", "trainer_state_curve"]
+__all__ = ["TRAINER_STATE", "is_trainer_state", "load_trainer_state", "trainer_state_curve", "trainer_state_from_text"]
 
 #: The file a Trainer writes its state into.
 TRAINER_STATE = "trainer_state.json"
@@ -66,12 +66,23 @@ def load_trainer_state(
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as error:
-        raise FormatError(path, error.lineno, error.colno, f"not JSON: {error.msg}") from None
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise FormatError(path, None, None, "not UTF-8 text") from None
-    return {run if run is not None else run_name(path): trainer_state_curve(path, data)}
+    return {run if run is not None else run_name(path): trainer_state_from_text(path, text)}
+
+
+def trainer_state_from_text(path: Path, text: str) -> dict[str, list[float | None]]:
+    """The curve of a ``trainer_state.json``'s text (:func:`trainer_state_curve` of it, once parsed).
+
+    Raises:
+        FormatError: The text is not JSON, or not a trainer state with evaluations.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise FormatError(path, error.lineno, error.colno, f"not JSON: {error.msg}") from None
+    return trainer_state_curve(path, data)
 
 
 def run_name(path: Path) -> str:

@@ -18,7 +18,8 @@ if TYPE_CHECKING:  # numpy is imported where arrays are made: reading curves as 
 
 __all__ = ["Arrays", "is_long_csv", "load_curves", "read_arrays"]
 
-_MISSING = ("", "NA", "N/A", "null", "None")  # an empty cell, or how loggers write an absent value
+#: How a cell says a metric was not logged: empty, or how loggers write an absent value (the CSV readers share it).
+MISSING = ("", "NA", "N/A", "null", "None")
 
 
 def load_curves(path: str | Path) -> dict[str, Curve]:
@@ -88,7 +89,7 @@ def _parse_epoch(path: Path, line: int, cell: str) -> int:
 
 
 def _parse_value(path: Path, line: int, column: int, cell: str) -> float | None:
-    if cell in _MISSING:
+    if cell in MISSING:
         return None
     try:
         return float(cell)
@@ -145,7 +146,7 @@ def read_arrays(path: str | Path) -> Arrays | None:
         return None
     path = Path(path)
     convert = pv.ConvertOptions(
-        null_values=list(_MISSING), strings_can_be_null=False, column_types={"run": pa.string(), "epoch": pa.int64()}
+        null_values=list(MISSING), strings_can_be_null=False, column_types={"run": pa.string(), "epoch": pa.int64()}
     )
     try:
         with pa.input_stream(str(path), compression="gzip" if path.suffix == ".gz" else None) as stream:

@@ -47,9 +47,9 @@ from pathlib import Path
 from typing import Any
 
 from earlystop_core.errors import FormatError
-from earlystop_core.formats.huggingface import TRAINER_STATE, is_trainer_state, trainer_state_curve
+from earlystop_core.formats.huggingface import TRAINER_STATE, is_trainer_state, trainer_state_from_text
 from earlystop_core.formats.huggingface import run_name as hf_run_name
-from earlystop_core.formats.long_csv import load_curves
+from earlystop_core.formats.long_csv import MISSING, load_curves
 from earlystop_core.formats.mlflow import is_mlflow_store, load_mlflow
 from earlystop_core.formats.tensorboard import EVENTS, is_event_file, load_tensorboard
 
@@ -70,7 +70,6 @@ Curve = dict[str, list[float | None]]  # None: not logged at that epoch (a logge
 Curves = dict[str, Curve]
 
 FORMATS = ("auto", "long", "keras", "lightning", "jsonl", "huggingface", "tensorboard", "mlflow")
-_MISSING = ("", "NA", "N/A", "null", "None")  # an empty cell, or how loggers write an absent value
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "infinity": math.inf}
 _NON_FINITE.update({"+infinity": math.inf, "-infinity": -math.inf})
 _CURVE_SUFFIXES = (".csv", ".log", ".jsonl", ".ndjson")  # looked for in a directory (also gzipped)
@@ -178,11 +177,7 @@ def load_any(path: str | os.PathLike[str], format: str = "auto") -> Curves:
     if path.is_dir():
         if format != "auto":
             raise ValueError(f"{path} is a directory: its files' formats are detected one by one (format='auto')")
-        if is_mlflow_store(path):
-            return load_mlflow(path)
-        if not _curve_files(path)[0] and _has_event_files(path):  # TensorBoard logs only
-            return load_tensorboard(path)
-        return load_directory(path)
+        return load_mlflow(path) if is_mlflow_store(path) else load_directory(path)
     if format == "long":
         return load_long_csv(path)
     text = _read_text(path)
@@ -205,11 +200,7 @@ def _load_text(path: Path, text: str, kind: str, run: str) -> Curves:
     if kind == "long":
         return load_long_csv(path)
     if kind == "huggingface":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise FormatError(path, error.lineno, error.colno, f"not JSON: {error.msg}") from None
-        return {run: trainer_state_curve(path, data)}
+        return {run: trainer_state_from_text(path, text)}
     if kind == "keras":
         return {run: _keras(path, text)}
     if kind == "lightning":
@@ -311,7 +302,7 @@ def _lightning(path: Path, text: str) -> Curve:
     for rows, row in enumerate(_rows(path, reader), start=1):  # noqa: B007 - rows counts them, for after the loop
         line = reader.line_num
         _check_width(path, line, row, len(header))
-        if row[epoch_column].strip() in _MISSING:
+        if row[epoch_column].strip() in MISSING:
             raise FormatError(path, line, epoch_column + 1, "the epoch is empty: every row needs its epoch")
         epoch = _parse_epoch(path, line, epoch_column + 1, row[epoch_column])
         _parse_number(path, line, step_column + 1, row[step_column])
@@ -396,8 +387,10 @@ def load_directory(path: str | os.PathLike[str]) -> Curves:
     """Read every curve file under a directory (recursively), one run per file.
 
     Files ending in ``.csv``, ``.log``, ``.jsonl`` or ``.ndjson`` (or those
-    gzipped) are read, each in the format its content shows; hidden files
-    and folders are skipped, and so are CSV and ``.log`` files without an
+    gzipped) and Hugging Face ``trainer_state.json`` files are read, each in
+    the format its content shows (a folder of TensorBoard event files and
+    nothing else is read as TensorBoard logs); hidden files and folders are
+    skipped, and so are CSV and ``.log`` files without an
     ``epoch`` column (``runs.csv`` beside a curve bank, other logs). Symbolic
     links to files are followed (links to folders are not, as they may
     loop); an entry with a curve file's name that is not a regular file (a
@@ -429,7 +422,10 @@ def load_directory(path: str | os.PathLike[str]) -> Curves:
     curves: Curves = {}
     origin: dict[str, Path] = {}
     files, skipped = _curve_files(root)
-    if files and _has_event_files(root):
+    events = _has_event_files(root)
+    if not files and events:  # TensorBoard logs only
+        return load_tensorboard(root)
+    if files and events:
         warnings.warn(
             f"{root} holds TensorBoard event files beside other logs; they are not read here: "
             "give the folder of the event files to read them",
@@ -649,7 +645,7 @@ def _check_width(path: Path, line: int, row: list[str], width: int) -> None:
 def _parse_number(path: Path, line: int, column: int, cell: str) -> float | None:
     """A cell's value: None when empty or marked absent, NaN for ``nan``."""
     text = cell.strip()
-    if text in _MISSING:
+    if text in MISSING:
         return None
     try:
         return float(text)

@@ -307,15 +307,12 @@ class LearnedPolicy(Rule):
             >>> sorted(policy.requires)
             ['eval_accuracy', 'train_loss']
         """
-        data = {key: value for key, value in self.to_json().items() if key != "checksum"}  # the names change
+        saved = {key: value for key, value in self.to_json().items() if key != "checksum"}  # the names change
+        data = dict(saved)
         for field in ("train_metric", "accuracy_metric"):
             if data.get(field) in names:
                 data[field] = names[data[field]]
-        return (
-            self
-            if data == {k: v for k, v in self.to_json().items() if k != "checksum"}
-            else type(self).from_json(data, max_epochs=self.max_epochs)
-        )
+        return self if data == saved else type(self).from_json(data, max_epochs=self.max_epochs)
 
     def _refuse(self) -> None:
         budget = [name for name in self.features if FEATURES[name] == "budget"]
