@@ -4,7 +4,7 @@ Run: python benchmarks/bench_read.py [--runs 20000] [--epochs 200] [--repeats 3]
 
 A long CSV of ``--runs`` x ``--epochs`` rows and 7 metrics is generated once
 (seeded). Each measurement runs in a fresh process, so its peak memory
-(``ru_maxrss``, less the process's size after its imports) is its own:
+(its resident high-water mark, less the one after its imports; Linux only) is its own:
 
 * ``earlystop``: ``Bank.load(path)``, straight into arrays with pyarrow;
 * ``pandas``: ``pandas.read_csv(path)`` (a DataFrame, not yet a bank);
@@ -29,15 +29,21 @@ from pathlib import Path
 import numpy as np
 
 METRICS = ("loss", "val_loss", "accuracy", "val_accuracy", "test_loss", "test_accuracy", "lr")
+# The peak is the process's high-water mark of resident memory, VmHWM: getrusage's ru_maxrss would do on its
+# own, but Linux carries it over from the parent across exec, and this parent has just written a large file.
 MEASURE = """
-import resource, sys, time
+import sys, time
+
+def peak():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+
 {imports}
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak()
 start = time.perf_counter()
 {call}
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(seconds, (peak - before) * 1024)
+print(seconds, peak() - before)
 """
 READERS = {
     # Each library imported before the clock starts: pyarrow is what earlystop reads a long CSV with.
