@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from earlystop_core.curves import sample_curves_path
 from earlystop_core.errors import FormatError
-from earlystop_core.formats.long_csv import load_curves, read_arrays
+from earlystop_core.formats.long_csv import load_curves
+from earlystop_core.formats.long_csv_arrays import Arrays, read_arrays
 from earlystop_core.replay.bank import Bank
 
 pytest.importorskip("pyarrow")
@@ -55,6 +56,16 @@ def test_arrays_equal_the_list_reader(tmp_path_factory: pytest.TempPathFactory, 
         path.write_text("\n".join(lines) + "\n")
     assert read_arrays(path) is not None
     same_bank(Bank.load(path), Bank.from_curves(load_curves(path)))
+    # Read a few bytes at a time: chunk boundaries anywhere, lines longer than the buffer, the arrays regrown.
+    chunk = data.draw(st.integers(1, 40))
+    small, whole = read_arrays(path, chunk), read_arrays(path)
+    assert small is not None and whole is not None
+    same_bank(as_bank(small), as_bank(whole))
+
+
+def as_bank(arrays: Arrays) -> Bank:
+    present = {name: np.ones(len(arrays.runs), dtype=bool) for name in arrays.values}
+    return Bank(arrays.runs, arrays.lengths, arrays.values, present, arrays.missing)
 
 
 def test_the_sample_reads_the_same_both_ways() -> None:
