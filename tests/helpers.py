@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from hypothesis import strategies as st
 
 from earlystop_core import Decision
+from earlystop_core.replay import engine as engine_module
 
 
 def same(a: Any, b: Any) -> bool:
@@ -24,6 +26,17 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
     return bool(a == b)
+
+
+@contextlib.contextmanager
+def groups_of(runs: int) -> Iterator[None]:
+    """The vectorised engine replays at most ``runs`` runs together (a large bank's memory bound), for a while."""
+    default = engine_module.GROUP
+    engine_module.GROUP = runs
+    try:
+        yield
+    finally:
+        engine_module.GROUP = default
 
 
 def assert_same_decisions(actual: Sequence[Decision], expected: Sequence[Decision]) -> None:

@@ -23,9 +23,12 @@ from earlystop_core.policy.features import FAMILIES, FeatureTracker
 from earlystop_core.policy.fit import record_runs, simulate
 from earlystop_core.policy.learned import LearnedPolicy
 from earlystop_core.policy.simulate import _log, first_stops
+from earlystop_core.replay import engine as engine_module
 from earlystop_core.replay.bank import Bank
 from earlystop_core.replay.engine import evaluate
 from earlystop_core.replay.scalar import replay
+
+from helpers import groups_of
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV = ROOT.parent / "shared" / "curves" / "dev" / "curves.csv.gz"
@@ -177,10 +180,16 @@ def outcome(function: Any) -> Any:
         return type(error), str(error)
 
 
-@given(banks(), policies(log=True) | policies(log=False), monitor_options(), st.sampled_from(["raise", "skip"]))
+@given(
+    banks(),
+    policies(log=True) | policies(log=False),
+    monitor_options(),
+    st.sampled_from(["raise", "skip"]),
+    st.sampled_from([engine_module.GROUP, 1, 2]),
+)
 @SETTINGS
 def test_the_engine_replays_a_policy_as_the_monitor_does(
-    curves: dict[str, dict[str, list[float]]], policy: LearnedPolicy, options: dict[str, Any], on_error: str
+    curves: dict[str, dict[str, list[float]]], policy: LearnedPolicy, options: dict[str, Any], on_error: str, group: int
 ) -> None:
     strategy = {"rule": policy, **options}
     try:
@@ -188,7 +197,8 @@ def test_the_engine_replays_a_policy_as_the_monitor_does(
     except ValueError:
         assume(False)  # contradictory settings: refused alike by both, before any run
     bank = Bank.from_curves(curves)
-    fast = outcome(lambda: evaluate(bank, strategy, on_error=on_error))
+    with groups_of(group):  # replayed a group of runs at a time, as a large bank is
+        fast = outcome(lambda: evaluate(bank, strategy, on_error=on_error))
     slow = outcome(lambda: evaluate(bank, strategy, on_error=on_error, engine="scalar"))
     if isinstance(fast, tuple):
         assert fast == slow

@@ -19,9 +19,12 @@ from earlystop_core import GL, Monitor, Patience, ReduceLROnPlateau
 from earlystop_core._float32 import less32
 from earlystop_core.curves import sample_curves_path
 from earlystop_core.formats.long_csv import load_curves
+from earlystop_core.replay import engine as engine_module
 from earlystop_core.replay.bank import Bank
 from earlystop_core.replay.engine import Evaluation, evaluate, fallback_reason
 from earlystop_core.replay.scalar import RunResult, replay, summarize
+
+from helpers import groups_of
 
 ROOT = Path(__file__).resolve().parent.parent
 BANK = ROOT.parent / "shared" / "curves" / "dev"
@@ -133,13 +136,25 @@ def by_hand(curve: Mapping[str, list[float]], options: Mapping[str, Any]) -> tup
     return False, n - 1, final.best_epoch if final.restore and final.best_epoch is not None else n - 1
 
 
+# Groups of 1 to 3 runs, as a bank of more than GROUP runs is replayed: the results do not change.
+GROUPS = st.sampled_from([engine_module.GROUP, engine_module.GROUP, 1, 2, 3])
+
+
 @settings(deadline=None, max_examples=400)
-@given(curves=banks(), options=configurations(), reference=st.sampled_from([None, None, "val_accuracy"]))
-def test_every_engine_equals_the_scalar_replay(curves: Curves, options: dict[str, Any], reference: str | None) -> None:
+@given(
+    curves=banks(),
+    options=configurations(),
+    reference=st.sampled_from([None, None, "val_accuracy"]),
+    group=GROUPS,
+)
+def test_every_engine_equals_the_scalar_replay(
+    curves: Curves, options: dict[str, Any], reference: str | None, group: int
+) -> None:
     bank = Bank.from_curves(curves)
     expected = scalar(curves, options, reference=reference, on_error="skip")
     for engine in engines_for(options):
-        result = evaluate(bank, options, reference=reference, on_error="skip", engine=engine)
+        with groups_of(group):
+            result = evaluate(bank, options, reference=reference, on_error="skip", engine=engine)
         same(result, expected)
         if expected:
             assert repr(result.summary) == repr(summarize(expected))
@@ -149,8 +164,8 @@ def test_every_engine_equals_the_scalar_replay(curves: Curves, options: dict[str
 
 
 @settings(deadline=None, max_examples=150)
-@given(curves=banks(), options=configurations())
-def test_failures_are_those_of_the_scalar_replay(curves: Curves, options: dict[str, Any]) -> None:
+@given(curves=banks(), options=configurations(), group=GROUPS)
+def test_failures_are_those_of_the_scalar_replay(curves: Curves, options: dict[str, Any], group: int) -> None:
     bank = Bank.from_curves(curves)
     try:
         expected: list[RunResult] | BaseException = scalar(curves, options)
@@ -158,13 +173,14 @@ def test_failures_are_those_of_the_scalar_replay(curves: Curves, options: dict[s
         expected = error
     for engine in engines_for(options):
         if isinstance(expected, BaseException):
-            with pytest.raises(type(expected)) as raised:
+            with pytest.raises(type(expected)) as raised, groups_of(group):
                 evaluate(bank, options, engine=engine)
             # A bank lists a run's metrics in the bank's order, which may differ from the run's own.
             assert str(raised.value).split("logged:")[0] == str(expected).split("logged:")[0]
             assert raised.value.__notes__ == expected.__notes__
         else:
-            same(evaluate(bank, options, engine=engine), expected)
+            with groups_of(group):
+                same(evaluate(bank, options, engine=engine), expected)
 
 
 @pytest.mark.parametrize("engine", ["scan", "loop"])

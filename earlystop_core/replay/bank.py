@@ -5,14 +5,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from earlystop_core.formats.long_csv import is_long_csv, read_arrays
+from earlystop_core.formats.long_csv import is_long_csv
+from earlystop_core.formats.long_csv_arrays import read_arrays
 from earlystop_core.formats.readers import load_any
 
 __all__ = ["Bank", "Curves"]
@@ -79,6 +80,24 @@ class Bank:
                 raise ValueError(f"metric {name!r}: 'missing' must be a mask shaped like its values")
         if len(set(self.runs)) != count:
             raise ValueError("run ids must be unique")
+
+    def __getitem__(self, rows: slice) -> Bank:
+        """The runs in ``rows`` (a slice), sharing this bank's arrays.
+
+        Examples:
+            >>> bank = Bank.from_curves({"a": {"loss": [1.0, 0.5]}, "b": {"loss": [2.0]}, "c": {"loss": [3.0]}})
+            >>> bank[1:], bank[1:].runs
+            (Bank(2 runs, 1 metric, 1 epochs), ('b', 'c'))
+        """
+        if not isinstance(rows, slice):
+            raise TypeError(f"a bank is sliced by runs (bank[start:stop]), got {type(rows).__name__}")
+        return Bank(
+            self.runs[rows],
+            self.lengths[rows],
+            {name: array[rows] for name, array in self.values.items()},
+            {name: flags[rows] for name, flags in self.present.items()},
+            {name: mask[rows] for name, mask in self.missing.items()},
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -228,6 +247,37 @@ class Bank:
             True
         """
         return {run: self.curve(index) for index, run in enumerate(self.runs)}
+
+    def lazy_curves(self) -> Mapping[str, dict[str, list[float | None]]]:
+        """The bank as a read-only ``{run: curve}`` mapping that makes each curve as it is read.
+
+        One run at a time is held as Python floats, where :meth:`curves` holds every run (about four times
+        the arrays' memory): what a replay that visits each run once should read.
+
+        Examples:
+            >>> curves = {"a": {"loss": [1.0, 0.5]}, "b": {"loss": [2.0]}}
+            >>> view = Bank.from_curves(curves).lazy_curves()
+            >>> len(view), view["b"], view == curves
+            (2, {'loss': [2.0]}, True)
+        """
+        return _LazyCurves(self)
+
+
+class _LazyCurves(Mapping[str, dict[str, list[float | None]]]):
+    """A bank's runs as a mapping, each curve made by :meth:`Bank.curve` when read (see :meth:`Bank.lazy_curves`)."""
+
+    def __init__(self, bank: Bank) -> None:
+        self._bank = bank
+        self._index = {run: index for index, run in enumerate(bank.runs)}
+
+    def __getitem__(self, run: str) -> dict[str, list[float | None]]:
+        return self._bank.curve(self._index[run])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._bank.runs)
+
+    def __len__(self) -> int:
+        return len(self._bank.runs)
 
 
 def _missing(series: list[Sequence[float | None]], count: int) -> BoolArray | None:

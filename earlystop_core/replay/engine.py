@@ -361,7 +361,7 @@ def _evaluate_scalar(
     reason: str | None,
 ) -> Evaluation:
     results = replay(
-        bank.curves(),
+        bank.lazy_curves(),
         make_monitor,
         target,
         target_mode,
@@ -428,6 +428,11 @@ def _scratch(bank: Bank) -> _Scratch:
     return scratch
 
 
+#: Runs replayed together at most: the work arrays stay a few MB however large the bank (for all the runs of
+#: a large bank they would take about as much memory as the bank itself).
+GROUP = 4096
+
+
 def _evaluate_vectorised(
     bank: Bank,
     config: MonitorConfig,
@@ -438,6 +443,9 @@ def _evaluate_vectorised(
     reference_mode: str,
     on_error: str,
 ) -> Evaluation:
+    if len(bank.runs) > GROUP:  # runs are independent: one group at a time, in order (the first failure raises)
+        arguments = (config, engine, target, goal, reference, reference_mode, on_error)
+        return _joined([_evaluate_vectorised(part, *arguments) for part in _groups(bank)])
     assert isinstance(config.monitor, str)
     key = config.monitor
     n = bank.lengths
@@ -520,6 +528,33 @@ def _evaluate_vectorised(
         value=at_kept[keep],
         engine=engine,
     )
+
+
+def _groups(bank: Bank) -> list[Bank]:
+    """The bank in groups of equal size, at most :data:`GROUP` runs; groups as large share work arrays (kept on
+    the bank, for the next strategy)."""
+    count = len(bank.runs)
+    size = -(-count // -(-count // GROUP))
+    shared: dict[int, _Scratch] | None = getattr(bank._local, "groups", None)
+    if shared is None:
+        shared = bank._local.groups = {}
+    parts = []
+    for start in range(0, count, size):
+        part = bank[start : start + size]
+        runs = len(part.runs)
+        if runs not in shared:  # as many epochs as the longest run of the bank: enough for every group
+            shared[runs] = _Scratch(bank.max_epochs, runs)
+        part._local.scratch = shared[runs]
+        parts.append(part)
+    return parts
+
+
+def _joined(parts: list[Evaluation]) -> Evaluation:
+    """The evaluations of consecutive groups of runs, as one."""
+    fields = ("epochs", "stop", "stopped", "kept", "oracle", "saved", "regret", "gain", "value")
+    arrays = {name: np.concatenate([getattr(part, name) for part in parts]) for name in fields}
+    runs = tuple(run for part in parts for run in part.runs)
+    return Evaluation(runs=runs, **arrays, engine=parts[0].engine, reason=parts[0].reason)
 
 
 def _epoch_major(bank: Bank, name: str) -> FloatArray:
