@@ -70,7 +70,7 @@ def with_earlystop(model: keras.Model) -> keras.callbacks.History:
     # --8<-- [end:after]
     history = fit(model, callbacks)
     # --8<-- [start:after-outcome]
-    print(early_stopping.monitor.stop_reason.name, "at epoch", early_stopping.monitor.stopped_epoch)
+    print(early_stopping.core.stop_reason.name, "at epoch", early_stopping.core.stopped_epoch)
     # --8<-- [end:after-outcome]
     return history
 

@@ -73,7 +73,7 @@ def test_restores_when_another_callback_stops_training() -> None:
     snapshots: list[list[np.ndarray]] = []
     record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: snapshots.append(model.get_weights()))
     model.fit(x, y, validation_data=(xv, yv), epochs=20, callbacks=[record, ours, StopAtFive()], verbose=0)
-    best = ours.monitor.best_epoch
+    best = ours.core.best_epoch
     assert best is not None
     for restored, expected in zip(model.get_weights(), snapshots[best], strict=True):
         np.testing.assert_array_equal(restored, expected)
@@ -91,7 +91,7 @@ def test_keep_best_by_restores_the_best_epoch_of_another_metric() -> None:
     history = model.fit(
         x, y, validation_data=(xv, yv), epochs=EPOCHS, batch_size=8, shuffle=False, callbacks=[record, ours], verbose=0
     ).history
-    best = ours.monitor.best_epoch
+    best = ours.core.best_epoch
     losses, maes = history["val_loss"], history["val_mae"]
     assert best == min(range(len(maes)), key=lambda t: (np.float32(maes[t]), losses[t], t))
     assert best != int(np.argmin(losses))  # so restoring the val_loss best would fail this test
@@ -118,9 +118,9 @@ def test_the_recommended_policy_in_a_real_fit_stops_and_restores_the_most_accura
         callbacks=[record, ours], verbose=0,
     ).history  # fmt: skip
     ran = len(history["loss"])
-    assert ours.monitor.stop_reason is not StopReason.NOT_STOPPED and ran < 200
+    assert ours.core.stop_reason is not StopReason.NOT_STOPPED and ran < 200
     accuracy, losses = history["val_accuracy"], history["val_loss"]
-    best = ours.monitor.best_epoch
+    best = ours.core.best_epoch
     assert best == min(range(ran), key=lambda t: (-np.float32(accuracy[t]), np.float32(losses[t]), t))
     for restored, expected in zip(model.get_weights(), snapshots[best], strict=True):
         np.testing.assert_array_equal(restored, expected)
@@ -140,7 +140,7 @@ def test_mode_auto_asks_the_model_for_metrics_it_cannot_name() -> None:
     model.compile(optimizer="adam", loss="mse", metrics=[keras.metrics.MeanAbsolutePercentageError()])
     x, y, xv, yv = data()
     model.fit(x, y, validation_data=(xv, yv), epochs=2, callbacks=[callback], verbose=0)
-    assert callback.monitor.mode == "min"
+    assert callback.core.mode == "min"
 
 
 def test_unknown_metric_name_without_a_model_direction_is_a_clear_error() -> None:
@@ -194,7 +194,7 @@ def test_resuming_a_fit_continues_the_same_decisions() -> None:
     half = 3
     first = EarlyStoppingCallback(patience=2)
     model.fit(x, y, validation_data=(xv, yv), epochs=half, batch_size=8, shuffle=False, callbacks=[first], verbose=0)
-    assert first.monitor.stopped_epoch is None
+    assert first.core.stopped_epoch is None
     second = EarlyStoppingCallback(patience=2)
     second.load_state_dict(first.state_dict())
     history = model.fit(
@@ -288,7 +288,7 @@ def test_weights_that_cannot_be_copied_leave_the_monitor_on_the_epoch_it_kept() 
             verbose=0,
         )
     assert failed, "no epoch after the first improved: the fault was never injected"
-    monitor = callback.monitor
+    monitor = callback.core
     assert callback.best_weights is not None
     assert monitor.best_epoch == 0  # the only epoch whose weights were copied
     assert monitor.epoch == failed[0]  # the epoch that could not be kept is undone: it is the next one again

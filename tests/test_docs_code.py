@@ -272,7 +272,7 @@ def resumed_and_restored_the_best_epoch(namespace: dict[str, Any]) -> None:
 
     # Keras: a fresh run from the restart could not stop within patience (3) epochs of it; the resumed one does.
     restart = namespace["saved"]["epoch"] + 1
-    assert namespace["early_stopping"].monitor.stopped_epoch < restart + 3, "resuming.md: the Keras run restarted"
+    assert namespace["early_stopping"].core.stopped_epoch < restart + 3, "resuming.md: the Keras run restarted"
     monitor = namespace["stopper"].monitor
     assert (monitor.best_epoch, monitor.stopped_epoch) == (3, 6), "resuming.md: stop at 6, best 3 (before the restart)"
     best, now = namespace["_weights"][3], namespace["model"].state_dict()
