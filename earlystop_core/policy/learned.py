@@ -274,7 +274,8 @@ class LearnedPolicy(Rule):
         self._capped = False
 
     def state_dict(self) -> Any:
-        return {"features": self._tracker.state_dict(), "logit": float_to_json(self._logit), "capped": self._capped}
+        # Not whether the last stop was max_wait's: only explain() reads it, right after the check that set it.
+        return {"features": self._tracker.state_dict(), "logit": float_to_json(self._logit)}
 
     def remembered(self) -> list[float]:
         levels = self._tracker.remembered()  # empty before the first epoch, when the logit is NaN
@@ -286,18 +287,18 @@ class LearnedPolicy(Rule):
         Raises:
             StateError: The state is corrupt.
         """
-        if not isinstance(state, Mapping) or set(state) != {"features", "logit", "capped"}:
-            raise StateError(f"corrupt Monitor state: {self!r} needs 'features', 'logit' and 'capped', got {state!r}")
+        if not isinstance(state, Mapping) or set(state) != {"features", "logit"}:
+            raise StateError(f"corrupt Monitor state: {self!r} needs 'features' and 'logit', got {state!r}")
         logit = float_from_json(state["logit"], "policy logit")
-        if logit is None or not isinstance(state["capped"], bool):
-            raise StateError("corrupt Monitor state: a policy's 'logit' must be a number and 'capped' true or false")
+        if logit is None:
+            raise StateError("corrupt Monitor state: a policy's 'logit' must be a number")
         features = state["features"]
         fresh = isinstance(features, Mapping) and features.get("seen") == 0
-        if fresh and (not math.isnan(logit) or state["capped"]):
-            raise StateError("corrupt Monitor state: a policy that has seen no epoch has a NaN logit and is not capped")
+        if fresh and not math.isnan(logit):
+            raise StateError("corrupt Monitor state: a policy that has seen no epoch has a NaN logit")
         self._tracker.load_state_dict(state["features"])  # last: it checks everything before it changes anything
         self._logit = logit
-        self._capped = state["capped"]
+        self._capped = False
 
     def renamed(self, names: Mapping[str, str]) -> LearnedPolicy:
         """The policy reading its training loss and accuracy under the logged names ``names`` gives.
