@@ -20,6 +20,7 @@ from earlystop_core.policy.learned import LearnedPolicy, PolicyError, recommende
 from earlystop_core.rules.adaptive import DynamicPatience, RelativePatience
 from earlystop_core.rules.auto_patience import AutoPatience, suggest_patience
 from earlystop_core.rules.base import AllOf, AnyOf, Patience, Rule, never
+from earlystop_core.rules.budget import TimeBudget
 from earlystop_core.rules.plateau import ReduceLROnPlateau
 from earlystop_core.rules.prechelt import GL, PQ, UP
 from earlystop_core.rules.trend import Stalled
@@ -67,6 +68,7 @@ __all__ = [
     "Stalled",
     "StateError",
     "StopReason",
+    "TimeBudget",
     "UP",
     "WeightedScore",
     "evaluate",

@@ -57,7 +57,7 @@ from earlystop_core.monitor import Monitor
 from earlystop_core.policy.learned import LearnedPolicy
 from earlystop_core.policy.simulate import first_stops
 from earlystop_core.replay.bank import Bank, Curves
-from earlystop_core.replay.scalar import ON_ERROR, RunResult, Summary, replay
+from earlystop_core.replay.scalar import ON_ERROR, RunResult, Summary, check_replayable, replay
 
 __all__ = ["ENGINES", "ENGINE_SUPPORT", "Evaluation", "evaluate", "fallback_reason"]
 
@@ -222,6 +222,7 @@ def evaluate(
     if isinstance(strategy, Mapping):
         options = {"restore_best_weights": True, **strategy}
         config = Monitor(**options).config  # validates every option now, with the Monitor's messages
+        check_replayable(config.rule)
 
         def make_monitor() -> Monitor:
             return Monitor(**options)

@@ -45,11 +45,13 @@ from earlystop_core.curves import best_epoch, epochs
 from earlystop_core.errors import MissingMetricError
 from earlystop_core.modes import Mode, resolve_mode
 from earlystop_core.monitor import Monitor
+from earlystop_core.rules.base import Rule
 from earlystop_core.signals import WeightedScore
 
 __all__ = [
     "RunResult",
     "Summary",
+    "check_replayable",
     "paired_bootstrap",
     "replay",
     "replay_run",
@@ -103,6 +105,15 @@ class Summary:
     saved: float
     regret: float
     gain: float
+
+
+def check_replayable(rule: Rule | None) -> None:
+    """Raise ``ValueError`` for a rule whose decisions recorded logs cannot reproduce (a time budget)."""
+    if rule is not None and not rule.replayable:
+        raise ValueError(
+            f"{rule!r} cannot be replayed: its decisions do not follow from the logged metrics (a time budget "
+            "reads the clock); replay the rule without it"
+        )
 
 
 def replay_run(
@@ -159,6 +170,7 @@ def replay_run(
     if set(lengths.values()) != {n}:
         raise ValueError(f"every metric of a curve needs one value per epoch, got lengths {lengths}")
     monitor = make_monitor()
+    check_replayable(monitor.config.rule)
     decision = None
     for logs in epochs(curve):
         decision = monitor.update(logs)

@@ -2,6 +2,7 @@
 
 ``base`` holds the :class:`~earlystop_core.rules.base.Rule` protocol, fixed patience and the
 combinators; each other module is one family: ``adaptive`` (dynamic and relative patience),
-``auto_patience``, ``prechelt`` (GL, PQ, UP), ``trend`` (Stalled), ``plateau`` (ReduceLROnPlateau).
+``auto_patience``, ``prechelt`` (GL, PQ, UP), ``trend`` (Stalled), ``budget`` (TimeBudget),
+``plateau`` (ReduceLROnPlateau).
 They depend only on the package's internals, never on the Monitor. Import them from ``earlystop_core``.
 """

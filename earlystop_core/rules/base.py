@@ -41,6 +41,9 @@ class Rule(abc.ABC):
     requires: frozenset[str] = frozenset()
     #: Whether the rule takes logarithms of the value it sees (which must then be >= 0).
     takes_log: bool = False
+    #: Whether its decisions follow from the logged metrics alone, so that replaying recorded logs
+    #: reproduces them (a wall-clock budget's do not).
+    replayable: bool = True
 
     @abc.abstractmethod
     def check(
@@ -195,6 +198,7 @@ class _Composite(Rule):
         self.rules = tuple(parts)
         self.requires = frozenset().union(*(rule.requires for rule in parts))
         self.takes_log = any(rule.takes_log for rule in parts)
+        self.replayable = all(rule.replayable for rule in parts)
         self._fired: Rule = self
 
     def spec(self) -> dict[str, Any]:
