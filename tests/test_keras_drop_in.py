@@ -149,3 +149,28 @@ def test_a_setting_assigned_between_fits_takes_effect_in_the_next() -> None:
     longer, _ = fit(callback)
     assert longer > short
     assert callback.core.config.patience == 8
+
+
+@pytest.mark.parametrize(("freq", "patience"), [(2, 2), (3, 1)])
+def test_validation_every_few_epochs_counts_checks_as_keras_does(freq: int, patience: int) -> None:
+    """With ``validation_freq`` the epochs without ``val_loss`` are skipped: patience counts validation checks."""
+
+    def run(callback: Any) -> tuple[int, list[np.ndarray]]:
+        keras.utils.set_random_seed(0)
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(64, 8)).astype("float32")
+        y = (x[:, :1] + 0.5 * rng.normal(size=(64, 1))).astype("float32")
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.05), loss="mse")
+        with pytest.warns(UserWarning, match="val_loss"):  # both warn on the epochs without validation
+            history = model.fit(
+                x[:32], y[:32], validation_data=(x[32:], y[32:]), validation_freq=freq, epochs=40, batch_size=8,
+                shuffle=False, callbacks=[callback], verbose=0,
+            )  # fmt: skip
+        return len(history.epoch), model.get_weights()
+
+    ran_keras, weights_keras = run(keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True))
+    ran_ours, weights_ours = run(EarlyStoppingCallback(patience=patience, restore_best_weights=True))
+    assert ran_ours == ran_keras < 40
+    for mine, theirs in zip(weights_ours, weights_keras, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
