@@ -54,9 +54,7 @@ ILLUSTRATIVE = {
     ("resuming.md", "# train.py, started on every rank by: torchrun --nproc_per_node=4 train.py"),
 }
 # Example files the guides include but that cannot run here (the framework is not installable in CI).
-NOT_RUN_FILES = {
-    "examples/migrate_huggingface_trainer.py.txt": "Hugging Face transformers is not a dependency",
-}
+NOT_RUN_FILES: dict[str, str] = {}
 # Example files run by another test, which the docs may include.
 TESTED_ELSEWHERE = {
     "examples/keras_digits.py": "tests/test_examples.py",
@@ -71,12 +69,17 @@ EXPECTED_OUTPUT = {
     "migrate_lightning.py": ("same stop epoch as Lightning: True",),
     "migrate_pytorch.py": ("same stop epoch and bitwise the same restored weights as the hand-written loop: True",),
     "migrate_huggingface.py": ("patience 3); best", "restoring the weights of epoch"),
+    "migrate_huggingface_trainer.py": (
+        "same stop step as Hugging Face's callback: True",
+        "bitwise the weights of Hugging Face's best checkpoint: True",
+    ),
 }
 EXAMPLE_NEEDS = {
     "migrate_keras.py": ("keras", "sklearn"),
     "migrate_lightning.py": ("pytorch_lightning", "sklearn"),
     "migrate_pytorch.py": ("torch", "sklearn"),
     "migrate_huggingface.py": ("torch", "sklearn"),
+    "migrate_huggingface_trainer.py": ("transformers", "accelerate"),
 }
 
 
@@ -284,6 +287,19 @@ def needs_torch() -> dict[str, Any]:
     return {}
 
 
+def needs_transformers() -> dict[str, Any]:
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    return {}
+
+
+def stopped_and_restored_the_best_evaluation(namespace: dict[str, Any]) -> None:
+    monitor, trainer = namespace["monitor"], namespace["trainer"]
+    losses = [entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry]
+    assert monitor.stop_reason.name == "PATIENCE_EXHAUSTED", "huggingface.md: the Trainer did not stop early"
+    assert monitor.best_epoch == losses.index(min(losses))
+
+
 # What a page's blocks use without defining it ("your model", "your data"), by page.
 FIXTURES: dict[str, Callable[[], dict[str, Any]]] = {
     "index.md": lambda: {**any_loop(), **keras_model()},
@@ -292,6 +308,7 @@ FIXTURES: dict[str, Callable[[], dict[str, Any]]] = {
     "resuming.md": lambda: {**needs_torch(), **keras_model()},
     "migrate-pytorch.md": needs_torch,
     "torch.md": needs_torch,
+    "huggingface.md": needs_transformers,
 }
 # Fixtures that replace those of the page from a given block on (page, first line): a page moving to PyTorch.
 BLOCK_FIXTURES: dict[tuple[str, str], Callable[[], dict[str, Any]]] = {
@@ -301,6 +318,7 @@ BLOCK_FIXTURES: dict[tuple[str, str], Callable[[], dict[str, Any]]] = {
 AFTERWARDS: dict[str, Callable[[dict[str, Any]], None]] = {
     "index.md": restored_the_best_epoch,
     "resuming.md": resumed_and_restored_the_best_epoch,
+    "huggingface.md": stopped_and_restored_the_best_evaluation,
 }
 
 RUN_PAGES = sorted({block.page for block in ALL_BLOCKS if runnable(block)})
