@@ -300,6 +300,19 @@ def stopped_and_restored_the_best_evaluation(namespace: dict[str, Any]) -> None:
     assert monitor.best_epoch == losses.index(min(losses))
 
 
+def lightning_fit() -> dict[str, Any]:
+    pytest.importorskip("pytorch_lightning")
+    from test_adapter_lightning import Noisy, loaders
+
+    train_loader, val_loader = loaders()
+    return {"module": Noisy(), "train_loader": train_loader, "val_loader": val_loader}
+
+
+def stopped_and_restored(namespace: dict[str, Any]) -> None:
+    core = namespace["early_stopping"].core
+    assert core.stop_reason.name == "PATIENCE_EXHAUSTED" and core.best_epoch < core.stopped_epoch
+
+
 # What a page's blocks use without defining it ("your model", "your data"), by page.
 FIXTURES: dict[str, Callable[[], dict[str, Any]]] = {
     "index.md": lambda: {**any_loop(), **keras_model()},
@@ -309,6 +322,7 @@ FIXTURES: dict[str, Callable[[], dict[str, Any]]] = {
     "migrate-pytorch.md": needs_torch,
     "torch.md": needs_torch,
     "huggingface.md": needs_transformers,
+    "lightning.md": lightning_fit,
 }
 # Fixtures that replace those of the page from a given block on (page, first line): a page moving to PyTorch.
 BLOCK_FIXTURES: dict[tuple[str, str], Callable[[], dict[str, Any]]] = {
@@ -319,6 +333,7 @@ AFTERWARDS: dict[str, Callable[[dict[str, Any]], None]] = {
     "index.md": restored_the_best_epoch,
     "resuming.md": resumed_and_restored_the_best_epoch,
     "huggingface.md": stopped_and_restored_the_best_evaluation,
+    "lightning.md": stopped_and_restored,
 }
 
 RUN_PAGES = sorted({block.page for block in ALL_BLOCKS if runnable(block)})
