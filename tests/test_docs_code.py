@@ -300,6 +300,11 @@ def stopped_and_restored_the_best_evaluation(namespace: dict[str, Any]) -> None:
     assert monitor.best_epoch == losses.index(min(losses))
 
 
+def needs_jax() -> dict[str, Any]:
+    pytest.importorskip("jax")
+    return {}
+
+
 def lightning_fit() -> dict[str, Any]:
     pytest.importorskip("pytorch_lightning")
     from test_adapter_lightning import Noisy, loaders
@@ -309,7 +314,8 @@ def lightning_fit() -> dict[str, Any]:
 
 
 def stopped_and_restored(namespace: dict[str, Any]) -> None:
-    core = namespace["early_stopping"].core
+    stopper = namespace["early_stopping"]
+    core = stopper.core if hasattr(stopper, "core") else stopper.monitor
     assert core.stop_reason.name == "PATIENCE_EXHAUSTED" and core.best_epoch < core.stopped_epoch
 
 
@@ -323,6 +329,7 @@ FIXTURES: dict[str, Callable[[], dict[str, Any]]] = {
     "torch.md": needs_torch,
     "huggingface.md": needs_transformers,
     "lightning.md": lightning_fit,
+    "jax.md": needs_jax,
 }
 # Fixtures that replace those of the page from a given block on (page, first line): a page moving to PyTorch.
 BLOCK_FIXTURES: dict[tuple[str, str], Callable[[], dict[str, Any]]] = {
@@ -334,6 +341,7 @@ AFTERWARDS: dict[str, Callable[[dict[str, Any]], None]] = {
     "resuming.md": resumed_and_restored_the_best_epoch,
     "huggingface.md": stopped_and_restored_the_best_evaluation,
     "lightning.md": stopped_and_restored,
+    "jax.md": lambda namespace: stopped_and_restored({"early_stopping": namespace["stopper"]}),
 }
 
 RUN_PAGES = sorted({block.page for block in ALL_BLOCKS if runnable(block)})
