@@ -22,7 +22,7 @@ from earlystop_core import Monitor, StopReason
 
 from .torch import EarlyStopper
 
-__all__ = ["EarlyStopping"]
+__all__ = ["EarlyStopping", "flavour"]
 
 
 def _lightning() -> Any:
@@ -36,12 +36,11 @@ def _lightning() -> Any:
         return importlib.import_module("pytorch_lightning")
 
 
-_pl = _lightning()
-_Base = _pl.callbacks.EarlyStopping
-_Reason = importlib.import_module(f"{_pl.__name__}.callbacks.early_stopping").EarlyStoppingReason
+#: The mixin's base, typed Any: the methods below run on a subclass of Lightning's EarlyStopping (see flavour()).
+_LightningEarlyStopping: Any = object
 
 
-class EarlyStopping(_Base):  # type: ignore[misc,valid-type]
+class _Deciding(_LightningEarlyStopping):  # type: ignore[misc]
     """Lightning's ``EarlyStopping``, deciding with a :class:`~earlystop_core.Monitor`.
 
     Lightning's arguments mean what they mean there (the same stop epoch);
@@ -55,6 +54,9 @@ class EarlyStopping(_Base):  # type: ignore[misc,valid-type]
     follow it (a stop by a rule or a time budget reads ``PATIENCE_EXHAUSTED``
     there; :attr:`core` has the exact reason).
     """
+
+    _reasons: Any  # the flavour's EarlyStoppingReason
+    _package: str  # the flavour's package name
 
     def __init__(
         self,
@@ -75,34 +77,34 @@ class EarlyStopping(_Base):  # type: ignore[misc,valid-type]
         path: str | None = None,
         **options: Any,
     ) -> None:
-        if isinstance(monitor, Monitor):
-            core, name, mode = monitor, str(monitor.config.name), monitor.mode
-        else:
-            core = Monitor(
-                monitor,
-                mode=mode,
-                patience=patience,
-                min_delta=min_delta,
-                check_finite=check_finite,
-                stopping_threshold=stopping_threshold,
-                divergence_threshold=divergence_threshold,
-                restore_best_weights=restore_best_weights,
-                **options,
-            )
-            name = monitor
+        given = monitor
+        if isinstance(given, Monitor):
+            monitor, mode = str(given.config.name), given.mode
         super().__init__(
-            name, min_delta, patience, verbose, mode, strict, check_finite, stopping_threshold,
+            monitor, min_delta, patience, verbose, mode, strict, check_finite, stopping_threshold,
             divergence_threshold, check_on_train_epoch_end, log_rank_zero_only,
+        )  # fmt: skip  # first: Lightning's own checks (an unknown mode) and messages
+        core = given if isinstance(given, Monitor) else Monitor(
+            str(monitor),
+            mode=mode,
+            patience=patience,
+            min_delta=min_delta,
+            check_finite=check_finite,
+            stopping_threshold=stopping_threshold,
+            divergence_threshold=divergence_threshold,
+            restore_best_weights=restore_best_weights,
+            **options,
         )  # fmt: skip
-        self._core = core
-        self._stopper_options: dict[str, Any] = {"snapshot": snapshot, "path": path}
+        self._core = _Held(core)
+        self._stopper_options: dict[str, Any] = {"snapshot": snapshot, "path": path, "sync": "local"}
         self._stopper: EarlyStopper | None = None
         self._pending: dict[str, Any] | None = None  # a checkpoint's state loaded before the fit's setup
+        self._logs: Any = None  # the Trainer's metrics during a check (a rule may read more than the monitored one)
 
     @property
     def core(self) -> Monitor:
         """The Monitor making the decisions."""
-        return self._core
+        return self._core.monitor
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
@@ -110,7 +112,7 @@ class EarlyStopping(_Base):  # type: ignore[misc,valid-type]
             return
         if self._stopper is not None:
             self._stopper.close()
-        self._stopper = EarlyStopper(pl_module, self._core, **self._stopper_options)
+        self._stopper = EarlyStopper(pl_module, self.core, **self._stopper_options)
         self._stopper.reset()  # a new fit starts afresh; a checkpoint's state is loaded after this
         self._books()
         if self._pending is not None:
@@ -119,24 +121,28 @@ class EarlyStopping(_Base):  # type: ignore[misc,valid-type]
             self._books()
 
     def _run_early_stopping_check(self, trainer: Any) -> None:
-        logs = trainer.callback_metrics
-        if trainer.fast_dev_run or not self._validate_condition_metric(logs):
-            return
-        names = {self.monitor, *getattr(self._core.config.rule, "requires", ())}
-        metrics = {name: float(logs[name].squeeze()) for name in names if name in logs}
+        self._logs = trainer.callback_metrics  # Lightning's check reads and squeezes the metric, then asks below
+        try:
+            super()._run_early_stopping_check(trainer)
+        finally:
+            self._logs = None
+
+    def _evaluate_stopping_criteria(self, current: torch.Tensor) -> tuple[bool, str | None]:
+        """The Monitor's decision on this check, in Lightning's terms: whether to stop, and why (or the news)."""
+        metrics = {self.monitor: float(current)}
+        logs = self._logs or {}
+        for name in getattr(self.core.config.rule, "requires", ()):
+            if name in logs:
+                metrics[name] = float(logs[name].squeeze())
         stopper = self._stopper
-        decision = self._core.update(metrics) if stopper is None else stopper.step(metrics)
+        decision = self.core.update(metrics) if stopper is None else stopper.step(metrics)
         self._books()
-        should_stop = trainer.strategy.reduce_boolean_decision(decision.should_stop, all=False)
-        trainer.should_stop = trainer.should_stop or should_stop
-        if should_stop:
-            self.stopped_epoch = trainer.current_epoch
-            self.stopping_reason_message = decision.message
-            if decision.should_stop:
-                reason = decision.reason.name
-                self.stopping_reason = _Reason[reason] if reason in _Reason.__members__ else _Reason.PATIENCE_EXHAUSTED
-        if self.verbose and (decision.improved or decision.should_stop):
-            self._log_info(trainer, decision.message, self.log_rank_zero_only)
+        if decision.should_stop:
+            reason = decision.reason.name
+            self.stopping_reason = (
+                self._reasons[reason] if reason in self._reasons.__members__ else self._reasons.PATIENCE_EXHAUSTED
+            )
+        return decision.should_stop, _message(self, decision, float(current))
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if self._stopper is not None:
@@ -147,7 +153,7 @@ class EarlyStopping(_Base):  # type: ignore[misc,valid-type]
 
     def state_dict(self) -> dict[str, Any]:
         """Lightning's fields, and the Monitor's state with the best weights under ``"earlystop"``."""
-        ours = self._core.state_dict() if self._stopper is None else self._stopper.state_dict()
+        ours = self.core.state_dict() if self._stopper is None else self._stopper.state_dict()
         return {**super().state_dict(), "earlystop": ours}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -159,18 +165,85 @@ class EarlyStopping(_Base):  # type: ignore[misc,valid-type]
             elif "format" in ours and "best" in ours:
                 self._pending = ours
             else:
-                self._core.load_state_dict(ours)
+                self.core.load_state_dict(ours)
         super().load_state_dict(state_dict)
         if ours is not None and self._stopper is not None:
             self._books()
 
     def _books(self) -> None:
         """Lightning's attributes, from the Monitor."""
-        core = self._core
+        core = self.core
         self.wait_count = core.wait
         if core.best is not None:
             self.best_score = torch.tensor(core.best)
         elif core.best_epoch is None:
             self.best_score = torch.tensor(torch.inf if self.monitor_op == torch.lt else -torch.inf)
         if core.stop_reason is StopReason.NOT_STOPPED:
-            self.stopping_reason = _Reason.NOT_STOPPED
+            self.stopping_reason = self._reasons.NOT_STOPPED
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # By its flavour's package: two classes are both named EarlyStopping (Lightning's state_key reads the name).
+        return _rebuild, (self._package,), self.__dict__
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def flavour(package: Any) -> type:
+    """The ``EarlyStopping`` class for a Lightning package (``lightning.pytorch`` or ``pytorch_lightning``).
+
+    ``EarlyStopping`` is the one for the Lightning imported first (else installed); with both in
+    use, give the other's Trainer ``flavour(pytorch_lightning)(...)``: Lightning's two
+    packages are distinct class hierarchies, and a Trainer takes only its own callbacks.
+    """
+    name = package.__name__
+    if name not in _CLASSES:
+        reasons = importlib.import_module(f"{name}.callbacks.early_stopping").EarlyStoppingReason
+        namespace = {"_reasons": reasons, "_package": name, "__module__": __name__, "__doc__": _Deciding.__doc__}
+        _CLASSES[name] = type("EarlyStopping", (_Deciding, package.callbacks.EarlyStopping), namespace)
+    return _CLASSES[name]
+
+
+def _rebuild(package: str) -> Any:
+    cls: Any = flavour(importlib.import_module(package))
+    return cls.__new__(cls)
+
+
+EarlyStopping = flavour(_lightning())
+
+
+class _Held:
+    """The Monitor, held so that two callbacks compare equal when their Monitors are in the same state (Lightning
+    compares pickled callbacks' ``vars``)."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Held) and self.monitor.state_dict() == other.monitor.state_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _message(callback: Any, decision: Any, value: float) -> str | None:
+    """A decision told as Lightning tells it (its wording, which users and tests look for)."""
+    name, best, order = callback.monitor, decision.best, callback.order_dict[callback.mode]
+    reason = decision.reason
+    stop = "Signaling Trainer to stop."
+    if reason is StopReason.NON_FINITE_METRIC:
+        previous = "none" if best is None else f"{best:.3f}"
+        return f"Monitored metric {name} = {value} is not finite. Previous best value was {previous}. {stop}"
+    if reason is StopReason.STOPPING_THRESHOLD:
+        return f"Stopping threshold reached: {name} = {value} {order} {callback.stopping_threshold}. {stop}"
+    if reason is StopReason.DIVERGENCE_THRESHOLD:
+        return f"Divergence threshold reached: {name} = {value} {order} {callback.divergence_threshold}. {stop}"
+    if reason is StopReason.PATIENCE_EXHAUSTED:
+        return (
+            f"Monitored metric {name} did not improve in the last {decision.wait} records. Best score: "
+            f"{best:.3f}. {stop}"
+        )
+    if decision.should_stop:
+        return str(decision.message)
+    if decision.improved:
+        return f"Metric {name} improved. New best score: {value:.3f}"
+    return None

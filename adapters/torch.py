@@ -47,7 +47,9 @@ class EarlyStopper:
         snapshot_optimizer: Keep and restore the optimizer's state with the weights.
         restore_on_exception: Restore the best weights also when the ``with`` block raises.
         sync: Under ``torch.distributed``: ``"reduce"`` (decide on the mean of the
-            metric over ranks) or ``"rank0"`` (rank 0 decides, the others follow).
+            metric over ranks), ``"rank0"`` (rank 0 decides, the others follow) or
+            ``"local"`` (each rank on its own metrics: a framework that combines the
+            ranks' decisions itself, as Lightning does).
         **monitor_kwargs: The Monitor's arguments, when ``monitor`` is a name.
 
     Raises:
@@ -88,7 +90,7 @@ class EarlyStopper:
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"'optimizer' must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
         check_choice("snapshot", snapshot, ("device", "cpu", "disk"))
-        self.sync: str = check_choice("sync", sync, ("reduce", "rank0"))
+        self.sync: str = check_choice("sync", sync, ("reduce", "rank0", "local"))
         self.snapshot_optimizer = check_bool("snapshot_optimizer", snapshot_optimizer)
         if optimizer is None and snapshot_optimizer:
             raise ValueError("snapshot_optimizer=True needs the optimizer: pass optimizer=...")
@@ -125,7 +127,7 @@ class EarlyStopper:
         return decision
 
     def _decide(self, logs: Mapping[str, Any], epoch: int | None, lr: float | None) -> Decision:
-        if dist.rank_and_world()[1] == 1:
+        if self.sync == "local" or dist.rank_and_world()[1] == 1:
             return self.monitor.update(logs, epoch, lr)
         if self.sync == "rank0":
             return dist.decide_on_rank0(self.monitor, logs, epoch, lr)

@@ -13,7 +13,10 @@ torch = pytest.importorskip("torch")
 pl = pytest.importorskip("pytorch_lightning")
 
 from earlystop_core import Monitor, StopReason  # noqa: E402
-from earlystop_core.adapters.lightning import EarlyStopping  # noqa: E402
+from earlystop_core.adapters import lightning as adapter  # noqa: E402
+
+# Lightning's two packages are distinct class hierarchies: these tests use pytorch_lightning's.
+EarlyStopping = adapter.flavour(pl)
 
 MAX_EPOCHS = 25
 
@@ -137,3 +140,42 @@ def test_a_monitor_and_the_learned_policy_drive_it(tmp_path: Path) -> None:
     assert callback.core.stop_reason is StopReason.PATIENCE_EXHAUSTED and callback.monitor == "val_loss"
     with pytest.raises(ValueError, match="patience"):
         EarlyStopping("val_loss", patience=-1)
+
+
+def test_both_lightning_packages_get_their_own_class() -> None:
+    """``lightning.pytorch`` (when installed) gets a class of its own hierarchy, stopping as Lightning's does there,
+    and each flavour pickles back to itself (both are named EarlyStopping: Lightning's state_key reads the name)."""
+    import pickle
+
+    lightning = pytest.importorskip("lightning.pytorch")
+    ours_class = adapter.flavour(lightning)
+    assert issubclass(ours_class, lightning.callbacks.EarlyStopping) and ours_class is not EarlyStopping
+    assert not issubclass(ours_class, pl.callbacks.EarlyStopping)
+    for cls in (ours_class, EarlyStopping):
+        callback = cls("val_loss", patience=2)
+        copy = pickle.loads(pickle.dumps(callback))
+        assert type(copy) is cls and vars(copy) == vars(callback)
+        assert callback.state_key == "EarlyStopping{'monitor': 'val_loss', 'mode': 'min'}"
+
+    class Module(lightning.LightningModule):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = Noisy().net
+
+        training_step = Noisy.training_step
+        validation_step = Noisy.validation_step
+        configure_optimizers = Noisy.configure_optimizers
+
+    stops = []
+    for callback in (lightning.callbacks.EarlyStopping("val_loss", patience=2), ours_class("val_loss", patience=2)):
+        lightning.seed_everything(0, verbose=False)
+        trainer = lightning.Trainer(
+            callbacks=[callback], max_epochs=MAX_EPOCHS, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", deterministic=True,
+        )  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer.fit(Module(), *loaders())
+        assert trainer.early_stopping_callback is callback
+        stops.append((trainer.current_epoch, callback.stopped_epoch, callback.stopping_reason.name))
+    assert stops[0] == stops[1] and stops[0][2] == "PATIENCE_EXHAUSTED"

@@ -407,7 +407,7 @@ def test_load_state_dict_refuses_a_state_that_does_not_fit() -> None:
         ({"snapshot": "disk"}, ValueError, "snapshot='disk' needs path=, the file to keep the best weights in"),
         ({"path": "best.pt"}, ValueError, "'path' is for snapshot='disk', got snapshot='device'"),
         ({"monitor": Monitor(), "patience": 3}, ValueError, "pass a Monitor or its arguments, not both"),
-        ({"sync": "all"}, ValueError, "sync must be one of 'reduce', 'rank0', got 'all'"),
+        ({"sync": "all"}, ValueError, "sync must be one of 'reduce', 'rank0', 'local', got 'all'"),
         ({"optimizer": "adam"}, TypeError, "'optimizer' must be a torch.optim.Optimizer or None, got str"),
         ({"snapshot_optimizer": True}, ValueError, "snapshot_optimizer=True needs the optimizer"),
         ({"plateau": ReduceLROnPlateau()}, ValueError, "a Monitor with plateau= sets the learning rate"),
