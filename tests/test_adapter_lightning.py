@@ -179,3 +179,89 @@ def test_both_lightning_packages_get_their_own_class() -> None:
         assert trainer.early_stopping_callback is callback
         stops.append((trainer.current_epoch, callback.stopped_epoch, callback.stopping_reason.name))
     assert stops[0] == stops[1] and stops[0][2] == "PATIENCE_EXHAUSTED"
+
+
+@pytest.mark.parametrize("snapshot", ["cpu", "disk"])
+def test_the_best_weights_come_back_from_cpu_and_disk_snapshots(tmp_path: Path, snapshot: str) -> None:
+    weights = Weights()
+    path = str(tmp_path / "best.pt") if snapshot == "disk" else None
+    callback = EarlyStopping("val_loss", patience=2, restore_best_weights=True, snapshot=snapshot, path=path)
+    trainer, module = fit([callback, weights], tmp_path)
+    best = callback.core.best_epoch
+    assert best is not None and best < trainer.current_epoch - 1
+    for name, tensor in module.state_dict().items():
+        assert torch.equal(tensor, weights.by_epoch[best][name]), name
+
+
+def test_a_checkpoint_of_lightnings_own_callback_loads(tmp_path: Path) -> None:
+    """Same state_key: a checkpoint written with Lightning's EarlyStopping resumes with ours (its books only)."""
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=str(tmp_path / "ckpt"), save_last=True, save_top_k=0)
+    fit(
+        [pl.callbacks.EarlyStopping("val_loss", patience=3), checkpoint],
+        tmp_path,
+        max_epochs=3,
+        enable_checkpointing=True,
+    )
+    ours = EarlyStopping("val_loss", patience=3)
+    trainer, _ = fit([ours], tmp_path, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"), max_epochs=5)
+    assert trainer.current_epoch == 5 and ours.core.epoch == 2  # two checks after the resume, its own from there
+
+
+def test_mid_epoch_validation_counts_checks_as_lightning_does(tmp_path: Path) -> None:
+    stops = []
+    for callback in (pl.callbacks.EarlyStopping("val_loss", patience=2), EarlyStopping("val_loss", patience=2)):
+        trainer, _ = fit([callback], tmp_path, val_check_interval=0.5)
+        stops.append((trainer.global_step, callback.stopped_epoch, callback.wait_count))
+    assert stops[0] == stops[1] and stops[0][0] < MAX_EPOCHS * 4
+
+
+class Diverging(pl.LightningModule):
+    """Logs a scripted val_loss; from epoch 3 on, rank 1 sees it rise (its data went bad), rank 0 does not."""
+
+    losses = (8.0, 4.0, 2.0, 1.5, 1.2, 1.0, 0.9, 0.8, 0.7, 0.6)
+
+    def __init__(self, folder: str) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(8, 1)
+        self.folder = folder
+
+    def training_step(self, batch: Any, batch_idx: int) -> Any:
+        return torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1])
+
+    def on_train_end(self) -> None:  # each spawned rank writes where it ended (the parent's Trainer does not see it)
+        Path(self.folder, f"rank{self.global_rank}").write_text(str(self.current_epoch))
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        pass
+
+    def on_validation_epoch_end(self) -> None:
+        epoch = self.current_epoch
+        value = 10.0 + epoch if self.global_rank == 1 and epoch >= 3 else self.losses[epoch]
+        self.log("val_loss", value)
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+@pytest.mark.slow
+def test_under_ddp_every_rank_stops_together_as_with_lightnings_callback(tmp_path: Path) -> None:
+    """Two processes on gloo (ddp_spawn): rank 1's metric stops improving, so it says stop; the strategy's reduce
+    stops both ranks at that epoch, as Lightning's own callback does."""
+    stops = []
+    for index, callback in enumerate(
+        (pl.callbacks.EarlyStopping("val_loss", patience=1), EarlyStopping("val_loss", patience=1))
+    ):
+        folder = tmp_path / str(index)
+        folder.mkdir()
+        trainer = pl.Trainer(
+            callbacks=[callback], max_epochs=len(Diverging.losses), strategy="ddp_spawn", devices=2,
+            accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, default_root_dir=str(tmp_path),
+        )  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            train, val = loaders()
+            trainer.fit(Diverging(str(folder)), train, val)
+        stops.append([int((folder / f"rank{rank}").read_text()) for rank in (0, 1)])
+    # Rank 1's epoch 3 is worse (wait 1 = patience): it says stop, and both ranks end there, with either callback.
+    assert stops[0] == stops[1] == [4, 4]
