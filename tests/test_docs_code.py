@@ -51,6 +51,7 @@ INCLUDE = re.compile(r"^(?P<path>[^\s:]+)(?::(?P<section>[A-Za-z][-_0-9A-Za-z]*)
 
 # Illustrative python blocks: (page, first line of code). Keep this list short; prefer running the code.
 ILLUSTRATIVE = {
+    ("sweeps.md", "if trial.should_prune():"),
     ("resuming.md", "# train.py, started on every rank by: torchrun --nproc_per_node=4 train.py"),
 }
 # Example files the guides include but that cannot run here (the framework is not installable in CI).
@@ -330,6 +331,7 @@ FIXTURES: dict[str, Callable[[], dict[str, Any]]] = {
     "huggingface.md": needs_transformers,
     "lightning.md": lightning_fit,
     "jax.md": needs_jax,
+    "sweeps.md": lambda: {"optuna": pytest.importorskip("optuna")},
 }
 # Fixtures that replace those of the page from a given block on (page, first line): a page moving to PyTorch.
 BLOCK_FIXTURES: dict[tuple[str, str], Callable[[], dict[str, Any]]] = {
@@ -342,6 +344,7 @@ AFTERWARDS: dict[str, Callable[[dict[str, Any]], None]] = {
     "huggingface.md": stopped_and_restored_the_best_evaluation,
     "lightning.md": stopped_and_restored,
     "jax.md": lambda namespace: stopped_and_restored({"early_stopping": namespace["stopper"]}),
+    "sweeps.md": lambda namespace: None if namespace["pruned"] else pytest.fail("sweeps.md: no trial was pruned"),
 }
 
 RUN_PAGES = sorted({block.page for block in ALL_BLOCKS if runnable(block)})

@@ -1,0 +1,138 @@
+"""The Optuna pruner in real studies: in memory, and on SQLite storage with two worker processes; pruned steps equal a
+plain Monitor replay of the same reported values."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+optuna = pytest.importorskip("optuna")
+
+from earlystop_core import Monitor  # noqa: E402
+from earlystop_core.adapters.optuna import MonitorPruner  # noqa: E402
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def curve(index: int) -> list[float]:
+    """A scripted learning curve per trial: noisy, falling, some turning up (overfitting), one with a NaN."""
+    values = []
+    for step in range(30):
+        wiggle = 0.03 * math.sin(1.7 * step + index) * (index % 2)  # odd curves are noisy
+        turn = 0.004 * index * max(0, step - 8 - index)
+        values.append(1.0 / (1 + 0.3 * step) + wiggle + turn)
+    if index == 5:
+        values[12] = math.nan
+    return values
+
+
+def objective(trial: Any) -> float:
+    index = trial.suggest_int("curve", 0, 9)
+    for step, value in enumerate(curve(index)):
+        trial.report(value, step * 10)  # reported every 10 steps: patience counts reports
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return curve(index)[-1]
+
+
+def stop_of(values: list[float], **options: Any) -> int | None:
+    """The report a plain Monitor stops at, or None."""
+    monitor = Monitor("value", **{"mode": "min", **options})
+    return next((k for k, value in enumerate(values) if monitor.update({"value": value}).should_stop), None)
+
+
+def check_against_replays(study: Any, **options: Any) -> int:
+    pruned = 0
+    for trial in study.trials:
+        values = curve(trial.params["curve"])
+        stop = stop_of(values, **options)
+        if stop is None:
+            assert trial.state == optuna.trial.TrialState.COMPLETE and trial.last_step == 290
+        else:
+            assert trial.state == optuna.trial.TrialState.PRUNED and trial.last_step == stop * 10, trial.number
+            pruned += 1
+    return pruned
+
+
+def test_an_in_memory_study_prunes_where_a_monitor_stops() -> None:
+    study = optuna.create_study(pruner=MonitorPruner(patience=3), sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=25)
+    assert 0 < check_against_replays(study, patience=3) < 25
+    nan_trials = [t for t in study.trials if t.params["curve"] == 5]
+    assert nan_trials and all(t.last_step <= 120 for t in nan_trials)  # a NaN prunes (check_finite)
+
+
+def run_worker(url: str, trials: int, seed: int) -> None:
+    study = optuna.load_study(study_name="sweep", storage=url, sampler=optuna.samplers.RandomSampler(seed=seed))
+    study.pruner = MonitorPruner(patience=3)
+    study.optimize(objective, n_trials=trials)
+
+
+def test_two_worker_processes_on_sqlite_storage(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    optuna.create_study(study_name="sweep", storage=url)
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=run_worker, args=(url, 6, seed)) for seed in (1, 2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=240)
+        assert worker.exitcode == 0
+    study = optuna.load_study(study_name="sweep", storage=url)
+    assert len(study.trials) == 12
+    assert check_against_replays(study, patience=3) > 0
+
+
+def test_maximised_studies_follow_their_direction_and_a_wrapped_pruner_also_prunes() -> None:
+    study = optuna.create_study(direction="maximize", pruner=MonitorPruner(patience=2))
+
+    def accuracy(trial: Any) -> float:
+        values = [0.5, 0.6, 0.7, 0.65, 0.66, 0.64, 0.8]
+        for step, value in enumerate(values):
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return values[-1]
+
+    study.optimize(accuracy, n_trials=1)
+    assert study.trials[0].last_step == 4  # two reports without a new high
+    wrapped = MonitorPruner(patience=100, wrapped=optuna.pruners.ThresholdPruner(upper=0.9))
+    study = optuna.create_study(pruner=wrapped)
+    study.optimize(objective, n_trials=3)
+    assert all(t.state == optuna.trial.TrialState.PRUNED and t.last_step == 0 for t in study.trials)
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_finish_keeps_the_best_reported_value(complete: bool) -> None:
+    pruner = MonitorPruner(patience=2)
+    study = optuna.create_study(pruner=pruner)
+
+    def stopped(trial: Any) -> float:
+        for step, value in enumerate([1.0, 0.6, 0.8, 0.9, 0.95]):
+            trial.report(value, step)
+            if trial.should_prune():
+                return pruner.finish(trial, complete=complete)
+        return 0.95
+
+    study.optimize(stopped, n_trials=1)
+    trial = study.trials[0]
+    assert trial.user_attrs == {"earlystop_best_value": 0.6, "earlystop_best_step": 1}
+    if complete:
+        assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 0.6
+    else:
+        assert trial.state == optuna.trial.TrialState.PRUNED
+
+
+def test_settings_are_checked_at_once() -> None:
+    with pytest.raises(ValueError, match="patience"):
+        MonitorPruner(patience=-1)
+    with pytest.raises(TypeError, match="not beside it"):
+        MonitorPruner(Monitor("value", mode="min"), patience=3)
+    with pytest.raises(TypeError, match="weighted"):
+        MonitorPruner(Monitor({"val_loss": 0.5, "loss": 0.5}))
+    with pytest.raises(TypeError, match="Optuna pruner"):
+        MonitorPruner(patience=3, wrapped="median")
