@@ -52,6 +52,7 @@ INCLUDE = re.compile(r"^(?P<path>[^\s:]+)(?::(?P<section>[A-Za-z][-_0-9A-Za-z]*)
 # Illustrative python blocks: (page, first line of code). Keep this list short; prefer running the code.
 ILLUSTRATIVE = {
     ("sweeps.md", "if trial.should_prune():"),
+    ("sweeps.md", "from ray import tune"),
     ("resuming.md", "# train.py, started on every rank by: torchrun --nproc_per_node=4 train.py"),
 }
 # Example files the guides include but that cannot run here (the framework is not installable in CI).

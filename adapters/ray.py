@@ -1,0 +1,78 @@
+"""Ray Tune binding: ``MonitorStopper``, a Tune stopper keeping one Monitor per trial.
+
+Ray Tune calls the stopper, in its driver, with each result every trial
+reports; each trial gets its own Monitor (keyed by trial id) and stops when it
+says stop. The stopper is plain data (its Monitors), so it is saved and
+restored with the experiment.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ray import tune
+
+from earlystop_core import Monitor
+
+__all__ = ["MonitorStopper"]
+
+
+class MonitorStopper(tune.Stopper):
+    """Stop each Ray Tune trial when its own :class:`~earlystop_core.Monitor` says stop.
+
+    Args:
+        metric: The reported metric to watch (or pass a ready ``Monitor`` as ``monitor``).
+        monitor: A Monitor to copy for each trial, instead of ``metric`` and ``options``.
+        stop_all: ``"never"`` (the default: only trials stop) or ``"all_stopped"`` (end the
+            experiment once every trial seen has been stopped by its Monitor).
+        **options: The Monitor's arguments (``mode``, ``patience``, ``min_delta``, ``policy=``...).
+
+    Patience counts reported results. A result without the metric is skipped, as
+    Keras skips an epoch without it (``on_missing="skip"`` unless given). A NaN
+    stops the trial (``check_finite``).
+
+    Examples:
+        >>> stopper = MonitorStopper("val_loss", mode="min", patience=1)
+        >>> [stopper("trial_1", {"val_loss": loss}) for loss in (1.0, 0.8, 0.9)]
+        [False, False, True]
+        >>> stopper.monitor_of("trial_1").best_epoch
+        1
+    """
+
+    def __init__(
+        self,
+        metric: str | None = None,
+        *,
+        monitor: Monitor | None = None,
+        stop_all: str = "never",
+        **options: Any,
+    ) -> None:
+        if (metric is None) == (monitor is None):
+            raise TypeError("give the metric to watch, or a Monitor as monitor=, one of them")
+        if monitor is not None and options:
+            raise TypeError(f"pass the settings to the Monitor, not beside it: {', '.join(sorted(options))}")
+        if stop_all not in ("never", "all_stopped"):
+            raise ValueError(f"stop_all must be 'never' or 'all_stopped', got {stop_all!r}")
+        template = monitor if monitor is not None else Monitor(str(metric), **{"on_missing": "skip", **options})
+        self._template = copy.deepcopy(template)
+        self._template.reset()
+        self._monitors: dict[str, Monitor] = {}
+        self._stop_all = stop_all
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        monitor = self._monitors.get(trial_id)
+        if monitor is None:
+            monitor = self._monitors[trial_id] = copy.deepcopy(self._template)
+        if monitor.stopped_epoch is not None:
+            return True  # a result that arrived after the stop: the trial is stopping
+        return bool(monitor.update(result).should_stop)
+
+    def stop_all(self) -> bool:
+        if self._stop_all == "never" or not self._monitors:
+            return False
+        return all(monitor.stopped_epoch is not None for monitor in self._monitors.values())
+
+    def monitor_of(self, trial_id: str) -> Monitor:
+        """The Monitor of a trial (its best epoch, stop reason...); ``KeyError`` for a trial not seen."""
+        return self._monitors[trial_id]
