@@ -221,6 +221,11 @@ def _rows(bank: Any, specs: Sequence[str], args: argparse.Namespace, what: str, 
             if evaluation is not None:
                 rows.append(_row(spec, evaluation))
             progress.step()
+    if not rows:
+        raise ValueError(
+            f"none of the {what} applies to these logs (each one left out above says why); name the monitored "
+            "metric's direction with --mode min or --mode max if it is that, or pick strategies with --strategy"
+        )
     return rows
 
 
@@ -234,7 +239,12 @@ def _evaluate(bank: Any, spec: str, args: argparse.Namespace, required: bool = T
 
     present = bank.present.get(args.monitor)
     strategy = _strategy(spec, args, logged=present is not None and bool(present.all()))
-    options = {"target": args.target, "target_mode": args.target_mode, "reference": args.monitor}
+    options = {
+        "target": args.target,
+        "target_mode": args.target_mode,
+        "reference": args.monitor,
+        "reference_mode": args.mode,  # the monitored metric's direction: --mode's (auto reads the name)
+    }
     try:
         evaluation = evaluate(bank, strategy, on_error="skip", **options)
     except (ValueError, TypeError, KeyError) as error:  # the strategy itself does not apply (a policy's settings)
@@ -315,6 +325,8 @@ def _resolve_target(args: argparse.Namespace, metrics: Sequence[str]) -> None:
     if args.target != "auto":
         return
     args.target, held_out = choose_target(metrics, args.monitor)
+    if args.target == args.monitor and args.target_mode == "auto":
+        args.target_mode = args.mode  # the monitored metric itself: its direction is --mode's
     if not held_out:
         print(
             f"earlystop: no held-out test_* metric in the logs: regret is measured on {args.target}, validation "
@@ -516,7 +528,14 @@ def _learn(bank: Any, args: argparse.Namespace) -> dict[str, Any]:
     )
 
     strategy = {"monitor": args.monitor, "mode": args.mode, "policy": policy, "restore_best_weights": True}
-    evaluation = evaluate(bank, strategy, target=args.target, target_mode=args.target_mode, reference=args.monitor)
+    evaluation = evaluate(
+        bank,
+        strategy,
+        target=args.target,
+        target_mode=args.target_mode,
+        reference=args.monitor,
+        reference_mode=args.mode,
+    )
     return _row(f"policy={args.learn!r}", evaluation)
 
 
@@ -576,7 +595,14 @@ def _plot(args: argparse.Namespace) -> int:
     curve = curves[args.run_id]
     _resolve_target(args, list(curve))
     strategy = _strategy(args.strategy, args, logged=args.monitor in curve)
-    result = replay_run(curve, lambda: Monitor(**strategy), args.target, args.target_mode, reference=args.monitor)
+    result = replay_run(
+        curve,
+        lambda: Monitor(**strategy),
+        args.target,
+        args.target_mode,
+        reference=args.monitor,
+        reference_mode=args.mode,
+    )
     figure = draw_run(curve, result, Monitor(**strategy).config, f"run {args.run_id}: {args.strategy}")
     figure.savefig(args.output, dpi=120)
     print(f"run {args.run_id}: stop {result.stop}, kept {result.kept}, regret {result.regret:.4f}; wrote {args.output}")

@@ -136,3 +136,46 @@ def test_settings_are_checked_at_once() -> None:
         MonitorPruner(Monitor({"val_loss": 0.5, "loss": 0.5}))
     with pytest.raises(TypeError, match="Optuna pruner"):
         MonitorPruner(patience=3, wrapped="median")
+
+
+# -- reading a finished sweep back: earlystop replay / tune on an Optuna storage ----------------------------------
+
+
+def test_a_sweeps_storage_reads_back_as_curves_and_replays(tmp_path: Path) -> None:
+    import contextlib
+    import io
+    import json
+
+    from earlystop_core.cli import main
+    from earlystop_core.formats.readers import load_any
+
+    path = tmp_path / "sweep.db"
+    study = optuna.create_study(
+        study_name="sweep",
+        storage=f"sqlite:///{path}",
+        sampler=optuna.samplers.RandomSampler(0),
+        pruner=optuna.pruners.NopPruner(),
+    )
+    study.optimize(objective, n_trials=6)  # no pruner: every trial reports its whole curve
+    curves = load_any(path)
+    assert sorted(curves, key=int) == [str(t.number) for t in study.trials]
+    for trial in study.trials:  # repr: NaN equal to NaN (one curve reports one)
+        assert repr(curves[str(trial.number)]) == repr({"value": curve(trial.params["curve"])})
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert main(["replay", str(path), "--monitor", "value", "--mode", "min", "--json"]) == 0
+    report = json.loads(printed.getvalue())
+    rows = report["rows"] if isinstance(report, dict) else report
+    assert rows and all(math.isfinite(row["regret"]) for row in rows)
+
+
+def test_without_optuna_a_storage_is_refused_naming_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from earlystop_core.errors import FormatError
+    from earlystop_core.formats.readers import load_any
+
+    path = tmp_path / "sweep.db"
+    optuna.create_study(study_name="s", storage=f"sqlite:///{path}")
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(FormatError, match=r"earlystop\[optuna\]"):
+        load_any(path)

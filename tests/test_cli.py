@@ -321,3 +321,20 @@ def test_a_keras_csvlogger_from_a_real_fit_replays_with_finite_numbers(
     assert status == 0 and "recommended" in [row["strategy"] for row in rows], err
     assert all(math.isfinite(row[key]) for row in rows for key in ("epochs_saved", "regret", "gain"))
     assert "regret is measured on val_accuracy, validation data" in err
+
+
+def test_a_metric_of_unknown_direction_replays_with_mode_and_is_a_clear_error_without(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``--mode`` is the monitored metric's direction, also as the oracle's and the default target's; without it,
+    a name that tells no direction leaves every row out, which is an error saying so, not a crash."""
+    path = tmp_path / "runs.csv"
+    rows = [
+        f"r{run},{epoch},{1 / (1 + epoch) + 0.01 * run * max(0, epoch - 5)}" for run in range(3) for epoch in range(12)
+    ]
+    path.write_text("run,epoch,score\n" + "\n".join(rows) + "\n")
+    assert main(["replay", str(path), "--monitor", "score", "--mode", "min", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table and all(math.isfinite(row["regret"]) for row in table)
+    assert main(["replay", str(path), "--monitor", "score"]) == 2
+    assert "none of the strategies applies to these logs" in capsys.readouterr().err

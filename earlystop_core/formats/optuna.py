@@ -1,0 +1,72 @@
+"""Optuna storages (an SQLite file): every trial's reported values, read through Optuna itself (the ``optuna`` extra).
+
+A trial's reports (``trial.report(value, step)``) become one curve, the metric
+``value``, one epoch per report in step order; its steps need not be evenly
+spaced. A trial is named ``<study name>/<trial number>`` (its number alone
+when the storage holds one study). Trials without any report are left out.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from earlystop_core.errors import FormatError
+
+__all__ = ["VALUE", "is_optuna_storage", "load_optuna"]
+
+#: The metric a trial's reported values are read as.
+VALUE = "value"
+_SQLITE = b"SQLite format 3\x00"
+
+
+def is_optuna_storage(path: Path) -> bool:
+    """Whether ``path`` is an SQLite file holding Optuna's tables (checked with the standard library).
+
+    Examples:
+        >>> import tempfile
+        >>> is_optuna_storage(Path(tempfile.mkdtemp()) / "none.db")
+        False
+    """
+    try:
+        with open(path, "rb") as stream:
+            if stream.read(len(_SQLITE)) != _SQLITE:
+                return False
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except (OSError, sqlite3.Error):
+        return False
+    return {"studies", "trials", "trial_intermediate_values"} <= tables
+
+
+def load_optuna(path: str | os.PathLike[str]) -> dict[str, dict[str, list[float | None]]]:
+    """Read every trial's reported values from an Optuna SQLite storage into ``{trial: {"value": values}}``.
+
+    Raises:
+        FormatError: Optuna is not installed (the message names the extra), or the storage cannot be read.
+    """
+    path = Path(path)
+    try:
+        import optuna
+    except ImportError:
+        raise FormatError(
+            path, None, None, "an Optuna storage is read with Optuna: pip install 'earlystop[optuna]'"
+        ) from None
+    storage = f"sqlite:///{path}"
+    try:
+        summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+        curves: dict[str, dict[str, list[float | None]]] = {}
+        for summary in summaries:
+            study = optuna.load_study(study_name=summary.study_name, storage=storage)
+            for trial in study.get_trials(deepcopy=False):
+                reports = trial.intermediate_values
+                if not reports:
+                    continue
+                values: list[float | None] = [float(reports[step]) for step in sorted(reports)]
+                name = str(trial.number) if len(summaries) == 1 else f"{summary.study_name}/{trial.number}"
+                curves[name] = {VALUE: values}
+    except Exception as error:  # Optuna's storage errors have no common base: each is named in the message
+        reason = f"not a readable Optuna storage ({type(error).__name__}: {error})"
+        raise FormatError(path, None, None, reason) from None
+    return curves
