@@ -63,6 +63,19 @@ def test_each_trial_stops_where_a_monitor_replay_stops(local_ray: Any, tmp_path:
         stopped += stop is not None
     assert 0 < stopped < CURVES
 
+    # The results folder reads back for replay and tune: each trial's reports, up to where it stopped.
+    from earlystop_core.cli import main
+    from earlystop_core.formats.readers import load_any
+
+    curves = load_any(results.experiment_path)
+    assert sorted(len(c["val_loss"]) for c in curves.values()) == sorted(
+        r.metrics["training_iteration"] for r in results
+    )
+    for result in results:
+        trial = next(c for name, c in curves.items() if result.metrics["trial_id"] in name)
+        assert trial == {"val_loss": curve(result.config["curve"])[: result.metrics["training_iteration"]]}
+    assert main(["replay", results.experiment_path, "--strategy", "patience=3", "--json"]) == 0
+
 
 def test_stop_all_ends_the_experiment_once_every_trial_has_stopped() -> None:
     stopper = MonitorStopper("val_loss", mode="min", patience=1, stop_all="all_stopped")

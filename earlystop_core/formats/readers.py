@@ -14,7 +14,9 @@ packed into a :class:`~earlystop_core.replay.bank.Bank`:
   ``run`` (:func:`load_jsonl`);
 * a directory of such files, one run each (:func:`load_directory`);
 * an Optuna storage, an SQLite file: each trial's reported values
-  (:func:`~earlystop_core.formats.optuna.load_optuna`, with Optuna installed).
+  (:func:`~earlystop_core.formats.optuna.load_optuna`, with Optuna installed);
+* a Ray Tune results folder: each trial's ``progress.csv``
+  (:func:`~earlystop_core.formats.ray.load_ray`).
 
 :func:`load_any` tells them apart by their content. Gzipped files
 (``.gz``) are read too, with or without a UTF-8 byte order mark. A
@@ -54,6 +56,7 @@ from earlystop_core.formats.huggingface import run_name as hf_run_name
 from earlystop_core.formats.long_csv import MISSING, load_curves
 from earlystop_core.formats.mlflow import is_mlflow_store, load_mlflow
 from earlystop_core.formats.optuna import is_optuna_storage, load_optuna
+from earlystop_core.formats.ray import is_ray_results, load_ray
 from earlystop_core.formats.tensorboard import EVENTS, is_event_file, load_tensorboard
 
 __all__ = [
@@ -72,7 +75,7 @@ __all__ = [
 Curve = dict[str, list[float | None]]  # None: not logged at that epoch (a logged NaN stays NaN)
 Curves = dict[str, Curve]
 
-FORMATS = ("auto", "long", "keras", "lightning", "jsonl", "huggingface", "tensorboard", "mlflow", "optuna")
+FORMATS = ("auto", "long", "keras", "lightning", "jsonl", "huggingface", "tensorboard", "mlflow", "optuna", "ray")
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "infinity": math.inf}
 _NON_FINITE.update({"+infinity": math.inf, "-infinity": -math.inf})
 _CURVE_SUFFIXES = (".csv", ".log", ".jsonl", ".ndjson")  # looked for in a directory (also gzipped)
@@ -179,6 +182,8 @@ def load_any(path: str | os.PathLike[str], format: str = "auto") -> Curves:
         return load_mlflow(path)
     if format == "optuna" or (format == "auto" and path.is_file() and is_optuna_storage(path)):
         return load_optuna(path)
+    if format == "ray" or (format == "auto" and is_ray_results(path)):
+        return load_ray(path)
     if path.is_dir():
         if format != "auto":
             raise ValueError(f"{path} is a directory: its files' formats are detected one by one (format='auto')")
