@@ -179,3 +179,43 @@ def test_without_optuna_a_storage_is_refused_naming_the_extra(tmp_path: Path, mo
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(FormatError, match=r"earlystop\[optuna\]"):
         load_any(path)
+
+
+def test_the_next_sweep_prunes_with_a_policy_learned_from_the_last(tmp_path: Path) -> None:
+    """The loop the Sweeps page shows: a finished sweep's storage, `earlystop tune --learn`, then
+    ``MonitorPruner(policy=...)`` pruning a new study with the fitted policy."""
+    import contextlib
+    import io
+
+    from earlystop_core import LearnedPolicy
+    from earlystop_core.cli import main
+
+    def overfitting(trial: Any) -> float:
+        rate, upturn = trial.suggest_float("rate", 0.05, 0.5), trial.suggest_float("upturn", 0.0, 0.02)
+        value = 1.0
+        for step in range(40):
+            value = 0.2 + 0.8 * (1 - rate) ** step + upturn * max(0, step - 10) + 0.01 * math.sin(7 * rate * step)
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return value
+
+    path, policy = tmp_path / "sweep.db", tmp_path / "policy.json"
+    sweep = optuna.create_study(
+        study_name="last", storage=f"sqlite:///{path}", sampler=optuna.samplers.RandomSampler(0),
+        pruner=optuna.pruners.NopPruner(),
+    )  # fmt: skip
+    sweep.optimize(overfitting, n_trials=30)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["tune", str(path), "--monitor", "value", "--mode", "min", "--learn", str(policy)]) == 0
+    assert LearnedPolicy.load(policy).monitor == {"monitor": "value", "mode": "min"}
+    pruner = MonitorPruner(policy=str(policy))
+    study = optuna.create_study(pruner=pruner, sampler=optuna.samplers.RandomSampler(1))
+    study.optimize(overfitting, n_trials=8)
+    for trial in study.trials:  # each trial ends where a Monitor with that policy stops on its reports
+        reports = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
+        monitor = Monitor("value", mode="min", policy=str(policy))
+        stop = next((k for k, value in enumerate(reports) if monitor.update({"value": value}).should_stop), None)
+        pruned = trial.state == optuna.trial.TrialState.PRUNED
+        assert pruned == (stop is not None) and (not pruned or stop == len(reports) - 1)
+    assert any(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
