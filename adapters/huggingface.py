@@ -114,7 +114,7 @@ class EarlyStoppingCallback(TrainerCallback, ExportableState):
         saved = self._saved if self._saved is not None else _stateful(state, type(self).__name__)
         self._saved = None
         if state.global_step > 0 and saved is not None:  # resuming from a checkpoint this callback saved in
-            self._resume(saved, Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}" / BEST_FILE)
+            self._resume(saved, _checkpoint(args, state) / BEST_FILE)
         self._training = True
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
@@ -128,7 +128,7 @@ class EarlyStoppingCallback(TrainerCallback, ExportableState):
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not self._training or self._stopper is None or not self.core.restore_best_weights:
             return
-        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        folder = _checkpoint(args, state)
         if folder.is_dir():  # beside the checkpoint the Trainer has just written (its state has ours)
             saved = self._stopper.state_dict()
             write_atomically(folder / BEST_FILE, lambda stream: torch.save(saved, stream))
@@ -147,8 +147,7 @@ class EarlyStoppingCallback(TrainerCallback, ExportableState):
         ``args`` rebuild this callback when they can (settings that are plain JSON), for a Trainer
         told to ``restore_callback_states_from_checkpoint``; the Monitor's state is in ``attributes``.
         """
-        monitor = None if self._stopper is None else self.core.state_dict()
-        return {"args": self._json_arguments(), "attributes": {"earlystop_state": monitor}}
+        return {"args": self._json_arguments(), "attributes": {"earlystop_state": self.earlystop_state}}
 
     @property
     def earlystop_state(self) -> dict[str, Any] | None:
@@ -157,8 +156,7 @@ class EarlyStoppingCallback(TrainerCallback, ExportableState):
 
     @earlystop_state.setter
     def earlystop_state(self, saved: dict[str, Any] | None) -> None:
-        self._saved = {"earlystop_state": saved}  # as the attributes read from a TrainerState: applied (and
-        # checked) when the resumed training begins
+        self._saved = saved  # applied (and checked) when the resumed training begins
 
     def _build(self, args: Any) -> Monitor:
         """The Monitor of this callback's arguments, naming the metric from the TrainingArguments if not given."""
@@ -172,12 +170,10 @@ class EarlyStoppingCallback(TrainerCallback, ExportableState):
         return Monitor(name or "eval_loss", **options)
 
     def _resume(self, saved: dict[str, Any], best_file: Path) -> None:
-        """Continue from a checkpoint: the Monitor's state, and the best weights saved beside it."""
+        """Continue from a checkpoint: the Monitor's state ``saved``, and the best weights saved beside it."""
         assert self._stopper is not None
-        if saved.get("earlystop_state") is None:
-            return  # saved before this callback's first training began: nothing to continue
         if not self.core.restore_best_weights:
-            self.core.load_state_dict(saved["earlystop_state"])
+            self.core.load_state_dict(saved)
             return
         if not best_file.is_file():
             raise StateError(
@@ -185,7 +181,7 @@ class EarlyStoppingCallback(TrainerCallback, ExportableState):
                 f"{best_file.parent} was not saved with it"
             )
         whole = torch.load(best_file, map_location="cpu", weights_only=True)
-        if whole.get("monitor") != saved["earlystop_state"]:
+        if whole.get("monitor") != saved:
             raise StateError(f"{best_file} belongs to another save than {best_file.parent}'s trainer_state.json")
         self._stopper.load_state_dict(whole)
 
@@ -203,8 +199,15 @@ class EarlyStoppingCallback(TrainerCallback, ExportableState):
 
 
 def _stateful(state: Any, name: str) -> dict[str, Any] | None:
-    """This callback's attributes in a TrainerState's ``stateful_callbacks`` (the first, if several)."""
+    """The Monitor's state this callback left in a TrainerState's ``stateful_callbacks`` (the first, if several);
+    None when there is none (also when it was saved before this callback's first training began)."""
     saved = (getattr(state, "stateful_callbacks", None) or {}).get(name)
     if isinstance(saved, list):
         saved = saved[0] if saved else None
-    return saved.get("attributes") if isinstance(saved, dict) else None
+    attributes = saved.get("attributes") if isinstance(saved, dict) else None
+    return attributes.get("earlystop_state") if isinstance(attributes, dict) else None
+
+
+def _checkpoint(args: Any, state: Any) -> Path:
+    """The folder of the Trainer's checkpoint at this step (where this callback keeps its best weights)."""
+    return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"

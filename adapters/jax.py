@@ -60,7 +60,7 @@ class EarlyStopper:
         """
         monitor = self.monitor
         undo = monitor.state_dict() if monitor.restore_best_weights else None
-        decision = monitor.update(_host_numbers(logs), epoch)
+        decision = monitor.update(logs, epoch)  # a scalar JAX array is read as a number by the Monitor itself
         if decision.improved and monitor.restore_best_weights:
             try:
                 self._best = self._copy(tree)
@@ -127,13 +127,6 @@ class EarlyStopper:
         if self.snapshot == "host":
             return jax.tree.map(np.array, jax.device_get(tree))  # np.array: a copy even of a host array
         return jax.tree.map(lambda leaf: jax.numpy.array(leaf, copy=True), tree)
-
-
-def _host_numbers(logs: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Scalar JAX arrays in the logs as Python floats (the Monitor reads plain numbers)."""
-    if not any(isinstance(value, jax.Array) for value in logs.values()):
-        return logs
-    return {name: float(value) if isinstance(value, jax.Array) else value for name, value in logs.items()}
 
 
 def _check_like(saved: Any, live: Any) -> None:

@@ -26,60 +26,62 @@ from ._checks import checked_lr
 log = logging.getLogger(__name__)
 
 
-class _Setting:
-    """A Keras setting (``cb.patience``...): read from the callback's Monitor arguments; assigning one rebuilds
-    the Monitor with it (validated, its progress carried over), so it takes effect from the next epoch."""
+class _Attribute:
+    """One of Keras's public attributes on the callback, by its own name (read by :meth:`read`)."""
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
     def __get__(self, callback: EarlyStoppingCallback | None, owner: type | None = None) -> Any:
-        if callback is None:
-            return self
+        return self if callback is None else self.read(callback)
+
+    def read(self, callback: EarlyStoppingCallback) -> Any:
+        raise NotImplementedError
+
+    def own(self, callback: EarlyStoppingCallback) -> Any:
+        """The Monitor's value of the attribute (None while the Monitor waits for the model's metrics)."""
+        return None if callback._monitor is None else getattr(callback._monitor, self.name)
+
+
+class _Setting(_Attribute):
+    """A Keras setting (``cb.patience``...): read from the callback's Monitor arguments; assigning one rebuilds
+    the Monitor with it (validated, its progress carried over), so it takes effect from the next epoch."""
+
+    def read(self, callback: EarlyStoppingCallback) -> Any:
         return callback._arguments[self.name]
 
     def __set__(self, callback: EarlyStoppingCallback, value: Any) -> None:
         callback._reconfigure(**{self.name: value})
 
 
-class _Progress:
+class _Progress(_Attribute):
     """Keras's ``best`` and ``wait``: the Monitor's, or the value assigned since its last epoch, which the next
     ``on_epoch_end`` hands to the Monitor before deciding (a new fit forgets it, as Keras's reset does)."""
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, callback: EarlyStoppingCallback | None, owner: type | None = None) -> Any:
-        if callback is None:
-            return self
+    def read(self, callback: EarlyStoppingCallback) -> Any:
         if self.name in callback._pending:
             return callback._pending[self.name]
-        monitor = callback._monitor
-        return (None if self.name == "best" else 0) if monitor is None else getattr(monitor, self.name)
+        if callback._monitor is None:  # Keras's values before any epoch
+            return None if self.name == "best" else 0
+        return self.own(callback)
 
     def __set__(self, callback: EarlyStoppingCallback, value: Any) -> None:
         callback._pending[self.name] = value
 
 
-class _Report:
+class _Report(_Attribute):
     """Keras's ``best_epoch`` and ``stopped_epoch`` (0 when none): the Monitor's, or the value assigned while
     the Monitor's own has not changed since. Keras only reports them; so does an assigned one."""
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, callback: EarlyStoppingCallback | None, owner: type | None = None) -> Any:
-        if callback is None:
-            return self
-        own = None if callback._monitor is None else getattr(callback._monitor, self.name)
+    def read(self, callback: EarlyStoppingCallback) -> Any:
+        own = self.own(callback)
         assigned = callback._reports.get(self.name)
         if assigned is not None and assigned[1] == own:
             return assigned[0]
         return own or 0
 
     def __set__(self, callback: EarlyStoppingCallback, value: Any) -> None:
-        own = None if callback._monitor is None else getattr(callback._monitor, self.name)
-        callback._reports[self.name] = (value, own)
+        callback._reports[self.name] = (value, self.own(callback))
 
 
 class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]

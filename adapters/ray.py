@@ -14,6 +14,7 @@ from typing import Any
 from ray import tune
 
 from earlystop_core import Monitor
+from earlystop_core._validate import check_choice
 
 __all__ = ["MonitorStopper"]
 
@@ -52,8 +53,7 @@ class MonitorStopper(tune.Stopper):
             raise TypeError("give the metric to watch, or a Monitor as monitor=, one of them")
         if monitor is not None and options:
             raise TypeError(f"pass the settings to the Monitor, not beside it: {', '.join(sorted(options))}")
-        if stop_all not in ("never", "all_stopped"):
-            raise ValueError(f"stop_all must be 'never' or 'all_stopped', got {stop_all!r}")
+        check_choice("stop_all", stop_all, ("never", "all_stopped"))
         template = monitor if monitor is not None else Monitor(str(metric), **{"on_missing": "skip", **options})
         self._template = copy.deepcopy(template)
         self._template.reset()
