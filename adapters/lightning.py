@@ -129,11 +129,9 @@ class _Deciding(_LightningEarlyStopping):  # type: ignore[misc]
 
     def _evaluate_stopping_criteria(self, current: torch.Tensor) -> tuple[bool, str | None]:
         """The Monitor's decision on this check, in Lightning's terms: whether to stop, and why (or the news)."""
-        metrics = {self.monitor: float(current)}
         logs = self._logs or {}
-        for name in getattr(self.core.config.rule, "requires", ()):
-            if name in logs:
-                metrics[name] = float(logs[name].squeeze())
+        metrics = {name: float(logs[name].squeeze()) for name in self.core.metrics if name in logs}
+        metrics[self.monitor] = float(current)  # as Lightning read and squeezed it
         stopper = self._stopper
         decision = self.core.update(metrics) if stopper is None else stopper.step(metrics)
         self._books()

@@ -134,6 +134,17 @@ def test_a_resumed_fit_decides_and_restores_as_an_uninterrupted_one(tmp_path: Pa
         assert torch.equal(tensor, module_whole.state_dict()[name]), name
 
 
+def test_keep_best_by_reads_its_metric_from_the_trainer(tmp_path: Path) -> None:
+    """Every metric the Monitor reads comes from the Trainer's metrics, not only the monitored one."""
+    weights = Weights()
+    callback = EarlyStopping("val_loss", patience=2, keep_best_by="train_loss", restore_best_weights=True)
+    _, module = fit([callback, weights], tmp_path)
+    kept = callback.core.best_epoch
+    assert kept is not None and callback.core.stop_reason is StopReason.PATIENCE_EXHAUSTED
+    for name, tensor in module.state_dict().items():
+        assert torch.equal(tensor, weights.by_epoch[kept][name]), name
+
+
 def test_a_monitor_and_the_learned_policy_drive_it(tmp_path: Path) -> None:
     callback = EarlyStopping(Monitor("val_loss", patience=2))
     fit([callback], tmp_path)
