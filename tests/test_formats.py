@@ -384,3 +384,37 @@ def test_a_long_csv_that_is_not_gzip_is_a_format_error(tmp_path: Path) -> None:
     path.write_bytes(b"run,epoch,val_loss\n")
     with pytest.raises(FormatError, match="unreadable"):
         load_curves(path)
+
+
+def ray_trial(folder: Path, results: list[str]) -> Path:
+    write(folder / "params.json", "{}")
+    return write(folder / "result.json", "".join(line + "\n" for line in results))
+
+
+def test_a_ray_trial_reads_its_numbers_nested_as_tune_spells_them_and_keeps_nan(tmp_path: Path) -> None:
+    ray_trial(
+        tmp_path / "trial_a",
+        [
+            '{"training_iteration": 1, "val_loss": NaN, "eval": {"acc": 0.5}, "status": "ok", "config": {"lr": 1}}',
+            '{"training_iteration": 2, "val_loss": 0.5, "eval": {"acc": 0.6}, "status": "ok", "done": true}',
+        ],
+    )
+    curves = load_any(tmp_path)
+    assert list(curves) == ["trial_a"] and curves["trial_a"]["eval/acc"] == [0.5, 0.6]
+    assert math.isnan(curves["trial_a"]["val_loss"][0]) and set(curves["trial_a"]) == {"val_loss", "eval/acc"}
+
+
+@pytest.mark.parametrize(
+    ("results", "message"),
+    [
+        (['{"training_iteration": 1, "loss": 1}', '{"training_iteration": 3, "loss": 1}'], r":2: report 3 follows"),
+        (['{"training_iteration": 2, "loss": 1}'], r":1: report 2 follows report 0"),
+        (['{"loss": 1}'], r":1: not a Tune result"),
+        (['{"training_iteration": "one", "loss": 1}'], r":1: training_iteration 'one' is not a report number"),
+        (['{"training_iteration": 1, "loss": 1', ""], r":1:\d+: not JSON"),
+    ],
+)
+def test_a_bad_ray_result_is_a_format_error_naming_where(tmp_path: Path, results: list[str], message: str) -> None:
+    ray_trial(tmp_path / "trial_a", results)
+    with pytest.raises(FormatError, match=message):
+        load_any(tmp_path)

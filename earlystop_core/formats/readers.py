@@ -15,7 +15,7 @@ packed into a :class:`~earlystop_core.replay.bank.Bank`:
 * a directory of such files, one run each (:func:`load_directory`);
 * an Optuna storage, an SQLite file: each trial's reported values
   (:func:`~earlystop_core.formats.optuna.load_optuna`, with Optuna installed);
-* a Ray Tune results folder: each trial's ``progress.csv``
+* a Ray Tune results folder: each trial's ``result.json`` or ``progress.csv``
   (:func:`~earlystop_core.formats.ray.load_ray`).
 
 :func:`load_any` tells them apart by their content. Gzipped files
