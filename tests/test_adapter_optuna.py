@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 optuna = pytest.importorskip("optuna")
 
@@ -219,3 +222,28 @@ def test_the_next_sweep_prunes_with_a_policy_learned_from_the_last(tmp_path: Pat
         pruned = trial.state == optuna.trial.TrialState.PRUNED
         assert pruned == (stop is not None) and (not pruned or stop == len(reports) - 1)
     assert any(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+
+
+def first_prune(pruner: Any, values: list[float]) -> int | None:
+    study = optuna.create_study(pruner=pruner)
+    trial = study.ask()
+    for step, value in enumerate(values):
+        trial.report(value, step)
+        if trial.should_prune():
+            return step
+    return None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    values=st.lists(st.integers(0, 30), min_size=1, max_size=30, unique=True).map(lambda v: [x / 8 for x in v]),
+    patience=st.integers(0, 5),
+)
+def test_optunas_patient_pruner_stops_where_monitor_pruner_with_one_more_patience_does(
+    values: list[float], patience: int
+) -> None:
+    # The Sweeps page's before/after: PatientPruner(None, p) == MonitorPruner(patience=p + 1) but on exact ties.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        theirs = optuna.pruners.PatientPruner(None, patience=patience)
+    assert first_prune(theirs, values) == first_prune(MonitorPruner(patience=patience + 1), values)

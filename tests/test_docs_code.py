@@ -53,6 +53,7 @@ INCLUDE = re.compile(r"^(?P<path>[^\s:]+)(?::(?P<section>[A-Za-z][-_0-9A-Za-z]*)
 ILLUSTRATIVE = {
     ("sweeps.md", "if trial.should_prune():"),
     ("sweeps.md", "from ray import tune"),
+    ("sweeps.md", "from ray.tune.stopper import TrialPlateauStopper"),
     ("sweeps.md", 'study = optuna.create_study(pruner=MonitorPruner(policy="policy.json"))'),
     ("resuming.md", "# train.py, started on every rank by: torchrun --nproc_per_node=4 train.py"),
 }
