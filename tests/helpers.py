@@ -150,3 +150,16 @@ def fit_tiny_lightning_model(logger: Any, max_epochs: int, **trainer_options: An
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Lightning's advice on workers and the like
         trainer.fit(Tiny(), loader, loader)
+
+
+def tiny_bert_config(transformers: Any) -> Any:
+    """The config of a BERT small enough to train on a CPU in seconds, built without any download."""
+    return transformers.BertConfig(
+        vocab_size=32,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=2,
+        max_position_embeddings=16,
+    )

@@ -16,6 +16,8 @@ pytest.importorskip("accelerate")
 from earlystop_core import Monitor, StateError, StopReason  # noqa: E402
 from earlystop_core.adapters.huggingface import BEST_FILE, EarlyStoppingCallback  # noqa: E402
 
+from helpers import tiny_bert_config  # noqa: E402
+
 EPOCHS = 12
 
 
@@ -30,10 +32,7 @@ def examples(count: int, seed: int) -> list[dict[str, Any]]:
 def train(folder: Path, callbacks: list[Any], resume: bool = False, **arguments: Any) -> Any:
     """A seeded Trainer run (overfits within a few epochs); returns the trainer."""
     transformers.set_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-        num_labels=2, max_position_embeddings=16,
-    )  # fmt: skip
+    config = tiny_bert_config(transformers)
     settings = {
         "eval_strategy": "epoch",
         "save_strategy": "no",

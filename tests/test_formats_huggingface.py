@@ -14,6 +14,8 @@ from earlystop_core.errors import FormatError
 from earlystop_core.formats.huggingface import load_trainer_state
 from earlystop_core.formats.readers import detect_format, load_any
 
+from helpers import tiny_bert_config
+
 
 def write_state(path: Path, history: list[dict[str, Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,15 +32,7 @@ def trainer_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import numpy as np
 
     torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=32,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        num_labels=2,
-        max_position_embeddings=16,
-    )
+    config = tiny_bert_config(transformers)
     generator = torch.Generator().manual_seed(0)
 
     def examples(count: int) -> list[dict[str, Any]]:
