@@ -23,6 +23,8 @@ from earlystop_core._json import float_to_json
 
 from ._checks import checked_lr
 
+__all__ = ["EarlyStoppingCallback"]
+
 log = logging.getLogger(__name__)
 
 

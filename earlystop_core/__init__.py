@@ -10,6 +10,8 @@ Examples:
     [False, False, False, True]
 """
 
+from typing import TYPE_CHECKING
+
 from earlystop_core._version import __version__ as __version__
 from earlystop_core.config import MonitorConfig
 from earlystop_core.decision import Decision, StopReason
@@ -25,6 +27,12 @@ from earlystop_core.rules.plateau import ReduceLROnPlateau
 from earlystop_core.rules.prechelt import GL, PQ, UP
 from earlystop_core.rules.trend import Stalled
 from earlystop_core.signals import WeightedScore
+
+if TYPE_CHECKING:  # for type checkers and the API reference: at run time these load lazily (below)
+    from earlystop_core.formats.readers import load_any
+    from earlystop_core.policy.fit import fit_policy
+    from earlystop_core.replay.bank import Bank
+    from earlystop_core.replay.engine import Evaluation, evaluate
 
 # The replay tools import numpy; load them only when asked for, so that
 # `from earlystop_core import Monitor` stays free of numpy.
