@@ -1,6 +1,6 @@
 """Every code example in the documentation runs in CI, or is explicitly marked and listed as not run.
 
-The rules, for every ``docs/*.md`` page (``bash`` and other shell or data blocks are exempt):
+The rules, for every ``docs/*.md`` and ``docs/rules/*.md`` page (``bash`` and other shell or data blocks are exempt):
 
 1. Every fenced block names its language (one of ``CHECKED`` or ``EXEMPT``).
 2. A ``python`` block is one of:
@@ -38,6 +38,8 @@ from typing import Any
 
 import pytest
 
+from helpers import tiny_bert_config
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EXAMPLES = ROOT / "examples"
@@ -53,6 +55,7 @@ INCLUDE = re.compile(r"^(?P<path>[^\s:]+)(?::(?P<section>[A-Za-z][-_0-9A-Za-z]*)
 ILLUSTRATIVE = {
     ("sweeps.md", "if trial.should_prune():"),
     ("sweeps.md", "from ray import tune"),
+    ("index.md", "from ray import tune"),
     ("sweeps.md", "from ray.tune.stopper import TrialPlateauStopper"),
     ("sweeps.md", 'study = optuna.create_study(pruner=MonitorPruner(policy="policy.json"))'),
     ("resuming.md", "# train.py, started on every rank by: torchrun --nproc_per_node=4 train.py"),
@@ -136,12 +139,13 @@ def blocks(page: Path) -> Iterator[Block]:
         while j < len(lines) and not closing.match(lines[j]):
             body.append(lines[j][len(indent) :] if lines[j].startswith(indent) else lines[j].lstrip())
             j += 1
-        assert j < len(lines), f"{page.name}:{i + 1}: the code block is never closed"
-        yield Block(page.name, i + 1, language, "\n".join(body) + "\n", tag["why"] if tag else None)
+        name = page.relative_to(DOCS).as_posix()
+        assert j < len(lines), f"{name}:{i + 1}: the code block is never closed"
+        yield Block(name, i + 1, language, "\n".join(body) + "\n", tag["why"] if tag else None)
         i = j + 1
 
 
-PAGES = sorted(DOCS.glob("*.md"))
+PAGES = sorted([*DOCS.glob("*.md"), *DOCS.glob("rules/*.md")])
 ALL_BLOCKS = [block for page in PAGES for block in blocks(page)]
 
 
@@ -317,6 +321,60 @@ def lightning_fit() -> dict[str, Any]:
     return {"module": Noisy(), "train_loader": train_loader, "val_loader": val_loader}
 
 
+def hugging_face_model() -> dict[str, Any]:
+    """A tiny BERT built from a config, and made-up examples: the home page's "yours"."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    config = tiny_bert_config(transformers)
+    torch.manual_seed(0)
+    ids = torch.randint(1, 32, (80, 8), generator=torch.Generator().manual_seed(0))
+    examples = [{"input_ids": row, "labels": int(row[0] > 16)} for row in ids]
+    return {
+        "model": transformers.BertForSequenceClassification(config),
+        "train_dataset": examples[:48],
+        "eval_dataset": examples[48:],
+    }
+
+
+def jax_regression() -> dict[str, Any]:
+    """Parameters of a small network, its loss and a jitted SGD step, on noisy data it overfits."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    key_x, key_noise, key_w = jax.random.split(jax.random.PRNGKey(0), 3)
+    x = jax.random.normal(key_x, (48, 4))
+    y = x[:, :1] + 0.8 * jax.random.normal(key_noise, (48, 1))
+
+    def loss(params: Any, x: Any, y: Any) -> Any:
+        return jnp.mean((jax.nn.relu(x @ params["w"]) @ params["v"] - y) ** 2)
+
+    @jax.jit
+    def train_step(params: Any, x: Any, y: Any) -> Any:
+        return jax.tree.map(lambda p, g: p - 0.05 * g, params, jax.grad(loss)(params, x, y))
+
+    params = {"w": 0.5 * jax.random.normal(key_w, (4, 64)), "v": jnp.zeros((64, 1))}
+    return {
+        "params": params,
+        "loss": loss,
+        "train_step": train_step,
+        "x_train": x[:24],
+        "y_train": y[:24],
+        "x_val": x[24:],
+        "y_val": y[24:],
+    }
+
+
+def home_page_ran(namespace: dict[str, Any]) -> None:
+    restored_the_best_epoch(namespace)
+    assert namespace["callback"].core.stop_reason.name == "PATIENCE_EXHAUSTED", "index.md: Keras did not stop"
+    assert namespace["stopper"].monitor.stopped_epoch is not None, "index.md: JAX did not stop"
+    core = namespace["early_stopping"].core
+    assert core.stop_reason.name == "PATIENCE_EXHAUSTED", "index.md: the Hugging Face Trainer did not stop"
+    states = [trial.state.name for trial in namespace["study"].trials]
+    assert "COMPLETE" in states and "PRUNED" not in states, "index.md: stopped trials should complete at their best"
+    assert any(trial.last_step < 29 for trial in namespace["study"].trials), "index.md: no Optuna trial stopped"
+
+
 def stopped_and_restored(namespace: dict[str, Any]) -> None:
     stopper = namespace["early_stopping"]
     core = stopper.core if hasattr(stopper, "core") else stopper.monitor
@@ -339,10 +397,13 @@ FIXTURES: dict[str, Callable[[], dict[str, Any]]] = {
 # Fixtures that replace those of the page from a given block on (page, first line): a page moving to PyTorch.
 BLOCK_FIXTURES: dict[tuple[str, str], Callable[[], dict[str, Any]]] = {
     ("resuming.md", "import torch"): torch_loop,
+    ("index.md", "import pytorch_lightning as pl"): lightning_fit,
+    ("index.md", "import transformers"): hugging_face_model,
+    ("index.md", "import jax"): jax_regression,
 }
 # A check after a page ran: that its code did what the page says.
 AFTERWARDS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "index.md": restored_the_best_epoch,
+    "index.md": home_page_ran,
     "resuming.md": resumed_and_restored_the_best_epoch,
     "huggingface.md": stopped_and_restored_the_best_evaluation,
     "lightning.md": stopped_and_restored,
@@ -356,7 +417,7 @@ RUN_PAGES = sorted({block.page for block in ALL_BLOCKS if runnable(block)})
 @pytest.mark.parametrize("page", RUN_PAGES)
 def test_page_code_runs(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # files the examples write land here
-    namespace: dict[str, Any] = {"__name__": f"docs_{page.removesuffix('.md').replace('-', '_')}"}
+    namespace: dict[str, Any] = {"__name__": f"docs_{page.removesuffix('.md').replace('-', '_').replace('/', '_')}"}
     namespace.update(FIXTURES.get(page, dict)())
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     for block in (b for b in ALL_BLOCKS if b.page == page and runnable(b)):
@@ -417,3 +478,30 @@ def test_example_runs(name: str, started_examples: dict[str, subprocess.Popen[st
     assert started_examples[name].returncode == 0, err
     missing = [line for line in EXPECTED_OUTPUT[name] if line not in out]
     assert not missing, f"{name} did not print {missing}:\n{out}"
+
+
+# -- command output shown on a page is the command's real output --------------------------------------------------
+
+OUTPUT_OF = re.compile(
+    r"^<!--\s*output of:\s*(?P<command>earlystop\s.*?)\s*-->\n```text\n(?P<output>.*?)\n```$", re.M | re.S
+)
+SHOWN_OUTPUTS = [
+    (page.relative_to(DOCS).as_posix(), match["command"], match["output"])
+    for page in PAGES
+    for match in OUTPUT_OF.finditer(page.read_text(encoding="utf-8"))
+]
+
+
+def test_pages_show_some_command_output() -> None:
+    assert any(page == "index.md" for page, _, _ in SHOWN_OUTPUTS), "the home page shows what replay prints"
+
+
+@pytest.mark.parametrize(("page", "command", "shown"), SHOWN_OUTPUTS)
+def test_shown_command_output_is_what_the_command_prints(
+    page: str, command: str, shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from earlystop_core.cli import main
+
+    assert main(command.split()[1:]) == 0
+    printed = capsys.readouterr().out.rstrip("\n")
+    assert printed == shown, f"docs/{page}: the output shown for `{command}` is stale; it now prints:\n{printed}"
