@@ -49,8 +49,8 @@ from earlystop_core.formats.long_csv import load_curves
 
 ROOT = Path(__file__).resolve().parents[2]
 BANKS = {
-    "dev": ROOT.parent / "shared" / "curves" / "dev",
-    "shift_dev": ROOT.parent / "shared" / "curves" / "shift_dev",
+    "MLPs at a constant learning rate": ROOT.parent / "shared" / "curves" / "dev",
+    "CNNs and MLPs under learning-rate schedules": ROOT.parent / "shared" / "curves" / "shift_dev",
 }
 DEFAULT_PAGE = ROOT / "docs" / "sweeps.md"
 START, END = "<!-- sweeps-evidence:start -->", "<!-- sweeps-evidence:end -->"
