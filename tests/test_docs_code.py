@@ -29,6 +29,7 @@ import importlib.util
 import itertools
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -502,6 +503,6 @@ def test_shown_command_output_is_what_the_command_prints(
 ) -> None:
     from earlystop_core.cli import main
 
-    assert main(command.split()[1:]) == 0
+    assert main(shlex.split(command)[1:]) == 0
     printed = capsys.readouterr().out.rstrip("\n")
     assert printed == shown, f"docs/{page}: the output shown for `{command}` is stale; it now prints:\n{printed}"
