@@ -1167,3 +1167,24 @@ def test_every_stateful_object_saves_with_state_dict_and_load_state_dict() -> No
         for name in ("state", "load", "load_state"):
             assert not hasattr(obj, name), f"{type(obj).__name__} instance has {name}"
         obj.load_state_dict(obj.state_dict())
+
+
+def test_only_a_trend_test_and_a_time_budget_may_stop_on_an_improving_epoch() -> None:
+    """``stops_on_improvement`` says it (checked by ``check_rule``); a composition says it as its parts decide:
+    ``|`` may stop where any part may, ``&`` only where all may."""
+    from earlystop_core import LearnedPolicy, TimeBudget
+    from earlystop_core.rules.base import _Never
+
+    may = {Stalled, TimeBudget}
+    for cls in _built_in_rule_classes():
+        if cls not in (Rule, AnyOf, AllOf) and not getattr(cls, "__abstractmethods__", None):
+            assert cls.stops_on_improvement == (cls in may), cls.__name__
+    assert LearnedPolicy in _built_in_rule_classes() and _Never in _built_in_rule_classes()
+    assert (Patience(3) | Stalled(2)).stops_on_improvement
+    assert not (Patience(3) & Stalled(2)).stops_on_improvement
+    assert (Stalled(2) & TimeBudget(60)).stops_on_improvement
+    assert not (GL(5) | UP(2)).stops_on_improvement
+    # Stalled compares window means, not the best: 0.9 is the best so far, and the last two epochs' mean
+    # (3.45) is no better than the two before (3.0).
+    d = run_values(Monitor(rule=Stalled(2)), [1.0, 5.0, 6.0, 0.9])[-1]
+    assert d.should_stop and d.improved

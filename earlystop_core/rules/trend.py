@@ -24,11 +24,18 @@ class Stalled(Rule):
     ``Patience(20) | (Patience(14) & Stalled(10, log=True))`` saved more epochs
     than patience 20 at the same regret (see the rules evidence in the docs).
 
+    A trend test compares window means, not the best: it may stop on an epoch
+    that improves on the best when the windows' means say the run stalled
+    (``stops_on_improvement``); compose it with ``&`` and a patience
+    (``Patience(14) & Stalled(10)``) to stop only after epochs without progress.
+
     Examples:
         >>> rule = Stalled(window=2)
         >>> [rule.check(t, v, None, 0, False, {}) for t, v in enumerate([4.0, 3.0, 2.0, 2.5, 2.2, 2.6])]
         [False, False, False, False, False, True]
     """
+
+    stops_on_improvement = True  # the means of the windows decide, not the best
 
     def __init__(self, window: int = 10, log: bool = False) -> None:
         self.window = check_int("window", window, minimum=1)
