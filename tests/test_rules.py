@@ -1188,3 +1188,12 @@ def test_only_a_trend_test_and_a_time_budget_may_stop_on_an_improving_epoch() ->
     # (3.45) is no better than the two before (3.0).
     d = run_values(Monitor(rule=Stalled(2)), [1.0, 5.0, 6.0, 0.9])[-1]
     assert d.should_stop and d.improved
+
+
+@pytest.mark.parametrize(("log", "values"), [(False, [1.0, INF, -INF, 1.0, 1.0]), (True, [1.0, INF, 0.0, 1.0, 1.0])])
+def test_stalled_survives_both_infinities_in_one_window(log: bool, values: list[float]) -> None:
+    """Found by check_rule (earlystop_core.testing): with check_finite=False a window could hold inf and -inf (a
+    loss of 0 is -inf to log=True), and the exact sum of the means raised ValueError; such a window has no mean
+    (NaN), so it does not stall."""
+    decisions = run_values(Monitor(rule=Stalled(2, log=log), check_finite=False), values)
+    assert [d.should_stop for d in decisions] == [False] * 5

@@ -63,8 +63,7 @@ class Stalled(Rule):
             del recent[0]
         if len(recent) < 2 * self.window:
             return False
-        before = math.fsum(recent[: self.window]) / self.window
-        after = math.fsum(recent[self.window :]) / self.window
+        before, after = _mean(recent[: self.window]), _mean(recent[self.window :])
         self._means = (before, after)
         return after >= before
 
@@ -88,3 +87,16 @@ class Stalled(Rule):
         if not isinstance(recent, list) or len(recent) > 2 * self.window:
             raise StateError(f"corrupt Monitor state: {self!r} needs 'recent', a list of <= {2 * self.window} values")
         self._recent = floats_from_json(recent, f"{self!r} recent")
+
+
+def _mean(values: list[float]) -> float:
+    """The exact mean; NaN for a window holding both infinities (with ``check_finite=False``), which has none.
+
+    Examples:
+        >>> _mean([1.0, 2.0]), _mean([math.inf, 1.0]), _mean([-math.inf, math.inf])
+        (1.5, inf, nan)
+    """
+    try:
+        return math.fsum(values) / len(values)
+    except ValueError:  # fsum refuses inf + -inf
+        return math.nan
