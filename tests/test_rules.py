@@ -44,6 +44,7 @@ from earlystop_core import (
     never,
     suggest_patience,
 )
+from earlystop_core.testing import metric_sequences, monitor_configs
 
 from helpers import assert_same_decisions, same, strict_json
 
@@ -204,31 +205,14 @@ def dynamic_patience(values: Sequence[float], rule: DynamicPatience) -> tuple[bo
 # -- 1. each rule against its reference ------------------------------------------------
 
 
-@st.composite
-def keras_configs(draw: st.DrawFn) -> dict[str, Any]:
-    """Monitor keyword arguments for the Keras/Lightning part; thresholds drawn in a consistent order."""
-    mode = draw(st.sampled_from(["min", "max"]))
-    config: dict[str, Any] = {
-        "monitor": KEY,
-        "mode": mode,
-        "min_delta": draw(st.sampled_from([0.0, 0.25, -0.25, 0.5, 1 / 64])),
-        "baseline": draw(st.none() | SIGNED),
-        "start_from_epoch": draw(st.integers(0, 4)),
-        "restore_best_weights": draw(st.booleans()),
-        "check_finite": draw(st.booleans()),
-        "on_missing": "skip",
-    }
-    stopping, divergence = draw(st.none() | SIGNED), draw(st.none() | SIGNED)
-    if stopping is not None and divergence is not None:
-        assume(stopping != divergence)
-        low, high = sorted([stopping, divergence])
-        stopping, divergence = (low, high) if mode == "min" else (high, low)
-    config["stopping_threshold"] = stopping
-    config["divergence_threshold"] = divergence
-    return config
+def keras_configs() -> st.SearchStrategy[dict[str, Any]]:
+    """Monitor keyword arguments for the Keras/Lightning part (the kit's ``monitor_configs``): no patience, NaN and
+    missing epochs allowed, values and deltas on this module's grid."""
+    deltas = st.sampled_from([0.0, 0.25, -0.25, 0.5, 1 / 64])
+    return monitor_configs(values=SIGNED, min_delta=deltas, patience=False, non_finite=True, missing=True)
 
 
-ANY_VALUES = st.lists(SIGNED | st.sampled_from([NAN, INF, -INF]) | st.none(), max_size=25)
+ANY_VALUES = metric_sequences(values=SIGNED, non_finite=True, missing=True, max_size=25)
 
 
 def _without_patience_wording(d: Decision) -> Decision:
@@ -523,17 +507,10 @@ def test_pq_reports_its_quotient() -> None:
 # -- 3. resuming at every split point ---------------------------------------------------
 
 
+# Each rule, and compositions of them, resume at every split under drawn Monitor settings in
+# test_testing_kit.py (check_rule's property 'resume'); here, the Monitor's own settings.
 RESUMED: dict[str, dict[str, Any]] = {
-    "Patience": {"rule": Patience(2)},
-    "GL": {"rule": GL(5)},
-    "UP": {"rule": UP(2, strip=2)},
-    "PQ": {"rule": PQ(0.5, strip=3)},
-    "Stalled": {"rule": Stalled(3)},
-    "Stalled log": {"rule": Stalled(2, log=True)},
-    "RelativePatience": {"rule": RelativePatience(0.25, 2, 6)},
-    "DynamicPatience": {"rule": DynamicPatience(3, 1, 6, grow=2, shrink=1, significant=0.1)},
     "auto": {"patience": "auto", "max_epochs": 30, "n_samples": 500},
-    "composition": {"rule": Patience(6) | (Patience(2) & UP(1, strip=2)) | GL(40) | Stalled(3, log=True)},
     "smoothing": {"patience": 3, "smoothing": 0.6},
     "smoothing and a rule": {"rule": Patience(2) | Stalled(2), "smoothing": 0.5, "best_from_epoch": 2},
     "weighted": {"monitor": {ACC: 0.7, KEY: 0.3}, "normalize": "initial", "patience": 2},
@@ -579,11 +556,10 @@ def test_resuming_at_any_epoch_changes_no_decision(name: str, sequence: list[dic
 # -- 4. signals -------------------------------------------------------------------------
 
 
-@st.composite
-def plain_configs(draw: st.DrawFn) -> dict[str, Any]:
-    config = draw(keras_configs())
-    config.update(patience=draw(st.integers(0, 4)), on_missing="raise", check_finite=True)
-    return config
+def plain_configs() -> st.SearchStrategy[dict[str, Any]]:
+    """As :func:`keras_configs`, with a patience, every value finite and logged."""
+    deltas = st.sampled_from([0.0, 0.25, -0.25, 0.5, 1 / 64])
+    return monitor_configs(values=SIGNED, min_delta=deltas, patience=st.integers(0, 4))
 
 
 @SETTINGS
