@@ -1076,7 +1076,8 @@ def check_rule(
         max_examples: Examples per property (default 25).
         settings: Hypothesis settings to use instead of the kit's (which are
             deterministic, keep no example database and have no deadline);
-            multiple-bug reports are always off.
+            multiple-bug reports and hypothesis's own printing are always off
+            (the kit reports the counterexample itself).
         seed: The seed of the first property (each property's is derived from
             it); None leaves the randomness to ``settings``.
 
@@ -1284,7 +1285,9 @@ def check_monitor_loop(
       (None if none was restored);
 
     or just the list of Decisions. Each is compared with a plain Monitor's run
-    of the same logs (stopping at the first stop, then ``finish()``).
+    of the same logs (stopping at the first stop, then ``finish()``). Where a
+    plain Monitor raises (a metric missing with ``on_missing="raise"``), the
+    loop must raise an error of the same type.
 
     With ``resume=True`` it is called ``loop(logs, config, resume_at)``: save
     the integration's state after ``resume_at`` epochs (0 to ``len(logs)``),
@@ -1334,12 +1337,21 @@ def check_monitor_loop(
     cases = _loop_cases(configs, runs, resume)
 
     def check(case: _LoopCase) -> None:
-        expected = _reference(case)
+        try:
+            expected = _reference(case)
+        except Exception as error:  # logs a plain Monitor refuses: the loop must refuse them too
+            refused: Exception | None = error
+        else:
+            refused = None
         arguments: tuple[Any, ...] = (copy.deepcopy(case.logs), dict(case.config))
         try:
             result = loop(*arguments, case.resume_at) if resume else loop(*arguments)
         except Exception as error:
+            if refused is not None and isinstance(error, type(refused)):
+                return
             raise _LoopError(f"the loop raised {_error(error)}", case) from None
+        if refused is not None:
+            raise _LoopError(f"a plain Monitor raises {_error(refused)}, the loop returned {result!r}", case)
         got = _loop_outcome(result)
         for key in _OUTCOMES:
             if key not in got:
@@ -1402,7 +1414,8 @@ def _loop_cases(
 ) -> _LoopCase:
     config = draw(configs)
     entries = draw(runs)
-    if any(config.get("monitor", _KEY) not in entry for entry in entries) and config.get("on_missing") != "skip":
-        entries = [entry for entry in entries if config.get("monitor", _KEY) in entry]  # logs a Monitor would refuse
+    monitored = config.get("monitor", _KEY)
+    if isinstance(monitored, str) and config.get("on_missing", "raise") != "skip":
+        entries = [entry for entry in entries if monitored in entry]  # not the epochs a Monitor would refuse
     resume_at = draw(st.integers(0, len(entries))) if resume else None
     return _LoopCase(config, entries, resume_at)

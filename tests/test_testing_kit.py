@@ -650,3 +650,14 @@ def test_the_extra_installs_hypothesis_and_the_kit_is_not_in_the_flat_api() -> N
     assert kit.__all__ == sorted(kit.__all__)
     assert "testing" not in earlystop_core.__all__ and "check_rule" not in earlystop_core.__all__
     assert PROPERTIES == ("deterministic", "json", "resume", "reset", "spec", "improved", "mode", "composition")
+
+
+def test_logs_a_plain_monitor_refuses_must_be_refused_by_the_loop_too() -> None:
+    weighted = st.just({"monitor": {"val_loss": 1.0, "val_accuracy": 1.0}, "patience": 2})  # on_missing="raise"
+    check_monitor_loop(plain_loop, configs=weighted, max_examples=30)
+
+    def lenient(run: list[dict[str, float]], config: dict[str, Any]) -> dict[str, Any]:
+        return plain_loop([entry for entry in run if "val_loss" in entry], config)  # drops what it cannot read
+
+    with pytest.raises(AssertionError, match="a plain Monitor raises MissingMetricError"):
+        check_monitor_loop(lenient, configs=weighted)
