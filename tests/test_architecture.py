@@ -10,7 +10,8 @@ The layers, bottom to top (the README's Layout section draws them):
 5. ``replay/``
 6. ``cli``
 
-The adapters sit beside the CLI and use the front door (``earlystop_core``) and the internals only.
+The adapters sit beside the CLI and use the front door (``earlystop_core``) and the internals only; so does
+the testing kit (``earlystop_core.testing``, which imports hypothesis), and nothing in the package imports it.
 Function-level imports count as much as top-level ones.
 """
 
@@ -41,6 +42,7 @@ LAYERS = {
     "earlystop_core.cli": 6,
 }
 FRONT_DOOR = "earlystop_core"
+KIT = "earlystop_core.testing"  # for users' tests: on the public API, imported by nothing in the package
 
 
 def modules() -> dict[str, Path]:
@@ -127,6 +129,10 @@ def upward(graph: dict[str, set[str]]) -> list[str]:
                 if not other.startswith("earlystop_core.adapters") and other != FRONT_DOOR and layer(other) != 0:
                     found.append(f"{module} -> {other} (an adapter uses the public API and the internals only)")
                 continue
+            if module == KIT:
+                if other != FRONT_DOOR and layer(other) != 0:
+                    found.append(f"{module} -> {other} (the testing kit uses the public API and the internals only)")
+                continue
             mine, theirs = layer(module), layer(other)
             if mine is not None and (theirs is None or theirs > mine):
                 found.append(f"{module} (layer {mine}) -> {other} (layer {theirs})")
@@ -145,7 +151,18 @@ def test_every_module_has_a_layer() -> None:
     unplaced = [name for name in modules() if name.startswith("earlystop_core") and layer(name) is None]
     adapters = [name for name in unplaced if name.startswith("earlystop_core.adapters")]
     subpackages = {prefix.rstrip(".") for prefix in LAYERS if prefix.endswith(".")}
-    assert sorted(set(unplaced) - set(adapters) - subpackages - {FRONT_DOOR}) == []
+    assert sorted(set(unplaced) - set(adapters) - subpackages - {FRONT_DOOR, KIT}) == []
+
+
+def test_nothing_in_the_package_imports_the_testing_kit() -> None:
+    """The kit imports hypothesis, an optional dependency: only users' tests import it."""
+    graph = imports()
+    assert KIT in graph and graph[KIT] <= {FRONT_DOOR}
+    assert [module for module, others in graph.items() if KIT in others] == []
+    assert upward({"earlystop_core.monitor": {KIT}, KIT: {"earlystop_core.monitor"}}) == [
+        "earlystop_core.monitor (layer 3) -> earlystop_core.testing (layer None)",
+        "earlystop_core.testing -> earlystop_core.monitor (the testing kit uses the public API and the internals only)",
+    ]
 
 
 @pytest.mark.parametrize("package", ["rules", "policy", "replay", "formats"])

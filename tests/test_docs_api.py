@@ -1,4 +1,4 @@
-"""The API reference is complete: every public name of ``earlystop_core`` and of each adapter has an entry."""
+"""The API reference is complete: every public name of the core, its testing kit and each adapter has an entry."""
 
 from __future__ import annotations
 
@@ -35,11 +35,20 @@ def test_every_public_name_of_each_adapter_has_an_entry() -> None:
         assert not missing, f"docs/api.md has no '::: adapters.{path.stem}.NAME' entry for {missing}"
 
 
+def test_every_public_name_of_the_testing_kit_has_an_entry() -> None:
+    names = exported(ROOT / "earlystop_core" / "testing.py")
+    assert names, "earlystop_core/testing.py must say what it exports (__all__)"
+    missing = [name for name in names if f"earlystop_core.testing.{name}" not in ENTRIES]
+    assert not missing, f"docs/api.md has no '::: earlystop_core.testing.NAME' entry for {missing}"
+
+
 def test_every_entry_names_something_public() -> None:
     for entry in ENTRIES:
         module, _, name = entry.rpartition(".")
         if module == "earlystop_core":
             assert name in earlystop_core.__all__, f"docs/api.md documents {entry}, which is not exported"
+        elif module == "earlystop_core.testing":
+            assert name in (exported(ROOT / "earlystop_core" / "testing.py") or []), entry
         else:
             assert module.startswith("adapters.") and not module.split(".")[1].startswith("_"), entry
             assert name in (exported(ROOT / "adapters" / f"{module.split('.')[1]}.py") or []), entry

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from earlystop_core import MissingMetricError, ReduceLROnPlateau, StateError
 from earlystop_core._float32 import to_float32
+from earlystop_core.testing import metric_sequences
 
 # same(): NaN equals NaN, as Keras can adopt a NaN as best
 from helpers import finite_runs, grid_values, same
@@ -92,8 +93,8 @@ def small_grid(step: float) -> st.SearchStrategy[float]:
 
 
 sequences = finite_runs(small_grid, (0.1, 0.05), MAX_EPOCHS)
-MISSING = None  # an epoch whose logs lack the metric
-odd_sequences = st.lists(st.sampled_from([NAN, INF, -INF, MISSING]) | small_grid(0.1), min_size=1, max_size=20)
+# NaN, inf, -inf and epochs whose logs lack the metric (None), among grid values: the kit's sequences.
+odd_sequences = metric_sequences(values=small_grid(0.1), non_finite=True, missing=True, min_size=1, max_size=20)
 
 
 @st.composite
@@ -130,7 +131,7 @@ def assert_same_as_keras(keras: Any, args: dict[str, Any], run_input: tuple[floa
     ours = ReduceLROnPlateau(monitor=KEY, on_missing="skip", **args)
     for epoch, value in enumerate(values):
         held = float(model.optimizer.learning_rate)  # float32, as Keras reads it
-        logs = {} if value is MISSING else {KEY: value}
+        logs = {} if value is None else {KEY: value}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Keras warns on a missing metric
             callback.on_epoch_end(epoch, dict(logs))

@@ -266,6 +266,26 @@ def test_a_policy_inside_a_composition_resumes_exactly() -> None:
     assert head + run_monitor(resumed, logs[15:]) == expected
 
 
+def test_an_infinite_best_keeps_its_level_across_a_resume() -> None:
+    """Found by check_rule (earlystop_core.testing): with check_finite=False an infinite value can become the best
+    (here, the first epoch after the warm-up), and in rel mode nothing beats it; the features measured the
+    generalisation loss against the level of the epoch that adopted it, which a resumed policy had forgotten."""
+
+    def make() -> Monitor:
+        return Monitor(rule=recommended_policy(), check_finite=False, min_delta_mode="rel", best_from_epoch=2)
+
+    logs = [{"val_loss": v, "loss": 0.5, "val_accuracy": 0.5} for v in [1.0, 0.99, math.inf, 0.97, 0.96, 0.95]]
+    whole = make()
+    expected = run_monitor(whole, logs)
+    for split in range(len(logs) + 1):
+        first = make()
+        head = run_monitor(first, logs[:split])
+        resumed = make()
+        resumed.load_state_dict(json.loads(json.dumps(first.state_dict(), allow_nan=False)))
+        assert head + run_monitor(resumed, logs[split:]) == expected
+        assert resumed.state_dict() == whole.state_dict(), split
+
+
 def test_a_corrupt_policy_state_is_refused() -> None:
     monitor = Monitor(rule=toy_policy())
     monitor.update({"val_loss": 0.5, "loss": 0.4, "val_accuracy": 0.7})

@@ -2,7 +2,9 @@
 
 Sequences are lists of metric values; ``None`` in a sequence stands for an
 epoch whose logs lack the metric (only used with ``on_missing="skip"``).
-Decisions are compared as whole tuples, with NaN equal to NaN.
+Decisions are compared as whole tuples, with NaN equal to NaN. The sequences
+and Monitor arguments are the testing kit's (``earlystop_core.testing``), on
+adversarial values (a coarse grid and any finite float).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from earlystop_core import Decision, MissingMetricError, Monitor, StateError, StopReason
+from earlystop_core.testing import metric_sequences, monitor_configs
 
 from helpers import assert_same_decisions, same, strict_json
 
@@ -56,53 +59,17 @@ def first_stop(decisions: Sequence[Decision]) -> int | None:
     return next((d.epoch for d in decisions if d.should_stop), None)
 
 
-@st.composite
-def configs(
-    draw: st.DrawFn,
-    values: st.SearchStrategy[float] = GRID | FINITE,
-    *,
-    mode: str | None = None,
-    goal: bool = True,
-    non_finite: bool = False,
-    missing: bool = False,
-) -> dict[str, Any]:
-    """Monitor keyword arguments; thresholds are drawn in a consistent order."""
-    mode = mode or draw(st.sampled_from(["min", "max"]))
-    config: dict[str, Any] = {
-        "monitor": KEY,
-        "mode": mode,
-        "patience": draw(st.integers(0, 5)),
-        "min_delta": draw(DELTAS),
-        "baseline": draw(st.none() | values),
-        "start_from_epoch": draw(st.integers(0, 4)),
-        "restore_best_weights": draw(st.booleans()),
-        "check_finite": draw(st.booleans()) if non_finite else True,
-        "on_missing": "skip" if missing else "raise",
-    }
-    stopping = draw(st.none() | values) if goal else None
-    divergence = draw(st.none() | values)
-    if stopping is not None and divergence is not None:
-        assume(stopping != divergence)
-        low, high = sorted([stopping, divergence])
-        stopping, divergence = (low, high) if mode == "min" else (high, low)
-    config["stopping_threshold"] = stopping
-    config["divergence_threshold"] = divergence
-    return config
+def configs(values: st.SearchStrategy[float] = GRID | FINITE, **options: Any) -> st.SearchStrategy[dict[str, Any]]:
+    """The kit's Monitor arguments (``earlystop_core.testing.monitor_configs``) on this module's values and deltas."""
+    return monitor_configs(values=values, min_delta=DELTAS, **options)
 
 
 def sequences(
-    values: st.SearchStrategy[float] = GRID | FINITE,
-    *,
-    non_finite: bool = False,
-    missing: bool = False,
-    max_size: int = 25,
+    values: st.SearchStrategy[float] = GRID | FINITE, **options: Any
 ) -> st.SearchStrategy[list[float | None]]:
-    elements: st.SearchStrategy[Any] = values
-    if non_finite:
-        elements = elements | NON_FINITE
-    if missing:
-        elements = elements | st.none()
-    return st.lists(elements, max_size=max_size)
+    """The kit's sequences (``earlystop_core.testing.metric_sequences``) of values drawn one by one from ``values``:
+    adversarial, not learning curves (``None``: an epoch without the metric)."""
+    return metric_sequences(values=values, **{"max_size": 25, **options})
 
 
 # -- the decision rule -----------------------------------------------------------
@@ -110,7 +77,7 @@ def sequences(
 
 @SETTINGS
 @given(
-    config=configs(goal=False, non_finite=True, missing=True),
+    config=configs(stopping_threshold=False, non_finite=True, missing=True),
     sequence=sequences(non_finite=True, missing=True),
 )
 def test_never_stops_on_an_improving_epoch(config: dict[str, Any], sequence: list[float | None]) -> None:

@@ -44,6 +44,7 @@ from earlystop_core import (
     never,
     suggest_patience,
 )
+from earlystop_core.testing import metric_sequences, monitor_configs
 
 from helpers import assert_same_decisions, same, strict_json
 
@@ -204,31 +205,14 @@ def dynamic_patience(values: Sequence[float], rule: DynamicPatience) -> tuple[bo
 # -- 1. each rule against its reference ------------------------------------------------
 
 
-@st.composite
-def keras_configs(draw: st.DrawFn) -> dict[str, Any]:
-    """Monitor keyword arguments for the Keras/Lightning part; thresholds drawn in a consistent order."""
-    mode = draw(st.sampled_from(["min", "max"]))
-    config: dict[str, Any] = {
-        "monitor": KEY,
-        "mode": mode,
-        "min_delta": draw(st.sampled_from([0.0, 0.25, -0.25, 0.5, 1 / 64])),
-        "baseline": draw(st.none() | SIGNED),
-        "start_from_epoch": draw(st.integers(0, 4)),
-        "restore_best_weights": draw(st.booleans()),
-        "check_finite": draw(st.booleans()),
-        "on_missing": "skip",
-    }
-    stopping, divergence = draw(st.none() | SIGNED), draw(st.none() | SIGNED)
-    if stopping is not None and divergence is not None:
-        assume(stopping != divergence)
-        low, high = sorted([stopping, divergence])
-        stopping, divergence = (low, high) if mode == "min" else (high, low)
-    config["stopping_threshold"] = stopping
-    config["divergence_threshold"] = divergence
-    return config
+def keras_configs() -> st.SearchStrategy[dict[str, Any]]:
+    """Monitor keyword arguments for the Keras/Lightning part (the kit's ``monitor_configs``): no patience, NaN and
+    missing epochs allowed, values and deltas on this module's grid."""
+    deltas = st.sampled_from([0.0, 0.25, -0.25, 0.5, 1 / 64])
+    return monitor_configs(values=SIGNED, min_delta=deltas, patience=False, non_finite=True, missing=True)
 
 
-ANY_VALUES = st.lists(SIGNED | st.sampled_from([NAN, INF, -INF]) | st.none(), max_size=25)
+ANY_VALUES = metric_sequences(values=SIGNED, non_finite=True, missing=True, max_size=25)
 
 
 def _without_patience_wording(d: Decision) -> Decision:
@@ -523,17 +507,10 @@ def test_pq_reports_its_quotient() -> None:
 # -- 3. resuming at every split point ---------------------------------------------------
 
 
+# Each rule, and compositions of them, resume at every split under drawn Monitor settings in
+# test_testing_kit.py (check_rule's property 'resume'); here, the Monitor's own settings.
 RESUMED: dict[str, dict[str, Any]] = {
-    "Patience": {"rule": Patience(2)},
-    "GL": {"rule": GL(5)},
-    "UP": {"rule": UP(2, strip=2)},
-    "PQ": {"rule": PQ(0.5, strip=3)},
-    "Stalled": {"rule": Stalled(3)},
-    "Stalled log": {"rule": Stalled(2, log=True)},
-    "RelativePatience": {"rule": RelativePatience(0.25, 2, 6)},
-    "DynamicPatience": {"rule": DynamicPatience(3, 1, 6, grow=2, shrink=1, significant=0.1)},
     "auto": {"patience": "auto", "max_epochs": 30, "n_samples": 500},
-    "composition": {"rule": Patience(6) | (Patience(2) & UP(1, strip=2)) | GL(40) | Stalled(3, log=True)},
     "smoothing": {"patience": 3, "smoothing": 0.6},
     "smoothing and a rule": {"rule": Patience(2) | Stalled(2), "smoothing": 0.5, "best_from_epoch": 2},
     "weighted": {"monitor": {ACC: 0.7, KEY: 0.3}, "normalize": "initial", "patience": 2},
@@ -579,11 +556,10 @@ def test_resuming_at_any_epoch_changes_no_decision(name: str, sequence: list[dic
 # -- 4. signals -------------------------------------------------------------------------
 
 
-@st.composite
-def plain_configs(draw: st.DrawFn) -> dict[str, Any]:
-    config = draw(keras_configs())
-    config.update(patience=draw(st.integers(0, 4)), on_missing="raise", check_finite=True)
-    return config
+def plain_configs() -> st.SearchStrategy[dict[str, Any]]:
+    """As :func:`keras_configs`, with a patience, every value finite and logged."""
+    deltas = st.sampled_from([0.0, 0.25, -0.25, 0.5, 1 / 64])
+    return monitor_configs(values=SIGNED, min_delta=deltas, patience=st.integers(0, 4))
 
 
 @SETTINGS
@@ -1167,3 +1143,33 @@ def test_every_stateful_object_saves_with_state_dict_and_load_state_dict() -> No
         for name in ("state", "load", "load_state"):
             assert not hasattr(obj, name), f"{type(obj).__name__} instance has {name}"
         obj.load_state_dict(obj.state_dict())
+
+
+def test_only_a_trend_test_and_a_time_budget_may_stop_on_an_improving_epoch() -> None:
+    """``stops_on_improvement`` says it (checked by ``check_rule``); a composition says it as its parts decide:
+    ``|`` may stop where any part may, ``&`` only where all may."""
+    from earlystop_core import LearnedPolicy, TimeBudget
+    from earlystop_core.rules.base import _Never
+
+    may = {Stalled, TimeBudget}
+    for cls in _built_in_rule_classes():
+        if cls not in (Rule, AnyOf, AllOf) and not getattr(cls, "__abstractmethods__", None):
+            assert cls.stops_on_improvement == (cls in may), cls.__name__
+    assert LearnedPolicy in _built_in_rule_classes() and _Never in _built_in_rule_classes()
+    assert (Patience(3) | Stalled(2)).stops_on_improvement
+    assert not (Patience(3) & Stalled(2)).stops_on_improvement
+    assert (Stalled(2) & TimeBudget(60)).stops_on_improvement
+    assert not (GL(5) | UP(2)).stops_on_improvement
+    # Stalled compares window means, not the best: 0.9 is the best so far, and the last two epochs' mean
+    # (3.45) is no better than the two before (3.0).
+    d = run_values(Monitor(rule=Stalled(2)), [1.0, 5.0, 6.0, 0.9])[-1]
+    assert d.should_stop and d.improved
+
+
+@pytest.mark.parametrize(("log", "values"), [(False, [1.0, INF, -INF, 1.0, 1.0]), (True, [1.0, INF, 0.0, 1.0, 1.0])])
+def test_stalled_survives_both_infinities_in_one_window(log: bool, values: list[float]) -> None:
+    """Found by check_rule (earlystop_core.testing): with check_finite=False a window could hold inf and -inf (a
+    loss of 0 is -inf to log=True), and the exact sum of the means raised ValueError; such a window has no mean
+    (NaN), so it does not stall."""
+    decisions = run_values(Monitor(rule=Stalled(2, log=log), check_finite=False), values)
+    assert [d.should_stop for d in decisions] == [False] * 5

@@ -127,8 +127,6 @@ class FeatureTracker:
         "_acc_first",
         "_acc_last",
         "_best_epoch",
-        "_best_level",
-        "_best_value",
         "_features",
         "_first",
         "_history",
@@ -186,8 +184,6 @@ class FeatureTracker:
         self._seen = 0
         self._best_epoch = -1
         self._log_best_epoch = 0.0
-        self._best_value = math.nan  # a cache of level(best)
-        self._best_level = math.nan
         self._first = math.nan
         self._last = math.nan
         self._train_last = math.nan
@@ -234,18 +230,18 @@ class FeatureTracker:
             level = self._last
             if math.isnan(level):
                 level = 0.0
-        if best is None:
+        history = self._history
+        # The best's level is taken when the best is adopted and kept (in the history) until the next one, so
+        # that a resumed tracker goes on with it: an infinite best's is the level of the epoch that adopted it.
+        if best is None or best != best:  # noqa: PLR0124 - no best yet, or a NaN one (Keras's): this epoch's level
             best_level = level
-        elif best == self._best_value:
-            best_level = self._best_level
-        else:
-            best_level = level if math.isnan(best) else self.level(best)
+        elif improved or not self._seen:
+            best_level = self.level(best)
             if not -_INF < best_level < _INF:
                 best_level = level
-            self._best_value = best
-            self._best_level = best_level
+        else:
+            best_level = history[-1][2]
         seen = self._seen = self._seen + 1
-        history = self._history
         if seen == 1:
             self._first = level
             history.append((0.0, 0.0, level))
@@ -412,7 +408,6 @@ class FeatureTracker:
         self._train_best_seen = counts["train_best_seen"]
         self._acc_best_seen = counts["acc_best_seen"]
         self._log_best_epoch = _log1p(self._best_epoch) if self._best_epoch >= 0 else 0.0
-        self._best_value = self._best_level = math.nan  # the cache refills at the next epoch
         self._first = floats["first"]
         self._last = floats["last"]
         self._train_last = floats["train_last"]

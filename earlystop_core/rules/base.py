@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from earlystop_core._validate import check_int
@@ -25,6 +25,17 @@ from earlystop_core.errors import StateError
 
 class Rule(abc.ABC):
     """A stopping rule. Combine rules with ``|`` (any) and ``&`` (all).
+
+    A rule of your own subclasses ``Rule``: ``check`` says whether to stop,
+    ``spec`` gives its parameters (the constructor's arguments by name, so
+    that ``MyRule(**params)`` rebuilds it), and a rule with memory keeps it in
+    ``state_dict``/``load_state_dict`` (strict JSON) and forgets it in
+    ``reset``. :func:`earlystop_core.testing.check_rule` checks all of this
+    (see the "Testing your rules" page).
+
+    A rule should not stop on an epoch it is told improved (``improved=True``):
+    one that may, on purpose, says so with ``stops_on_improvement = True`` (a
+    time budget, a trend test), and ``check_rule`` then does not hold it to that.
 
     Examples:
         >>> from earlystop_core.rules.prechelt import UP
@@ -44,6 +55,9 @@ class Rule(abc.ABC):
     #: Whether its decisions follow from the logged metrics alone, so that replaying recorded logs
     #: reproduces them (a wall-clock budget's do not).
     replayable: bool = True
+    #: Whether it may stop on an epoch it is told improved, on purpose (a time budget, a trend test);
+    #: otherwise it never does (``check_rule``'s property ``improved``).
+    stops_on_improvement: bool = False
 
     @abc.abstractmethod
     def check(
@@ -199,7 +213,13 @@ class _Composite(Rule):
         self.requires = frozenset().union(*(rule.requires for rule in parts))
         self.takes_log = any(rule.takes_log for rule in parts)
         self.replayable = all(rule.replayable for rule in parts)
+        self.stops_on_improvement = self._combine(rule.stops_on_improvement for rule in parts)
         self._fired: Rule = self
+
+    @staticmethod
+    @abc.abstractmethod
+    def _combine(verdicts: Iterable[bool]) -> bool:
+        """How the parts' verdicts combine: ``any`` or ``all``."""
 
     def spec(self) -> dict[str, Any]:
         return {"rule": type(self).__name__, "rules": [rule.spec() for rule in self.rules]}
@@ -243,6 +263,10 @@ class AnyOf(_Composite):
         Patience(3)
     """
 
+    @staticmethod
+    def _combine(verdicts: Iterable[bool]) -> bool:
+        return any(verdicts)
+
     def check(
         self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Mapping[str, Any]
     ) -> bool:
@@ -266,6 +290,10 @@ class AllOf(_Composite):
         >>> (Patience(3) & never) is never
         True
     """
+
+    @staticmethod
+    def _combine(verdicts: Iterable[bool]) -> bool:
+        return all(verdicts)
 
     def check(
         self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Mapping[str, Any]

@@ -23,7 +23,9 @@ class TimeBudget(Rule):
     from it (the time between the save and the load is not counted). Like
     every rule it is asked at monitored epochs, once a best exists; compose
     it with the rule that stops on progress: ``rule=Patience(10) |
-    TimeBudget(3600)``. Its stops say :attr:`StopReason.TIME_BUDGET`.
+    TimeBudget(3600)``. Its stops say :attr:`StopReason.TIME_BUDGET`, and
+    may come at an improving epoch (``stops_on_improvement``): time is up
+    whatever the metric does.
 
     Args:
         seconds: The budget, in seconds (> 0).
@@ -44,6 +46,7 @@ class TimeBudget(Rule):
 
     reason = StopReason.TIME_BUDGET
     replayable = False  # recorded logs carry no training time
+    stops_on_improvement = True  # the budget is spent whatever the metric does
 
     def __init__(self, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds = check_positive("seconds", seconds)

@@ -24,11 +24,18 @@ class Stalled(Rule):
     ``Patience(20) | (Patience(14) & Stalled(10, log=True))`` saved more epochs
     than patience 20 at the same regret (see the rules evidence in the docs).
 
+    A trend test compares window means, not the best: it may stop on an epoch
+    that improves on the best when the windows' means say the run stalled
+    (``stops_on_improvement``); compose it with ``&`` and a patience
+    (``Patience(14) & Stalled(10)``) to stop only after epochs without progress.
+
     Examples:
         >>> rule = Stalled(window=2)
         >>> [rule.check(t, v, None, 0, False, {}) for t, v in enumerate([4.0, 3.0, 2.0, 2.5, 2.2, 2.6])]
         [False, False, False, False, False, True]
     """
+
+    stops_on_improvement = True  # the means of the windows decide, not the best
 
     def __init__(self, window: int = 10, log: bool = False) -> None:
         self.window = check_int("window", window, minimum=1)
@@ -56,8 +63,7 @@ class Stalled(Rule):
             del recent[0]
         if len(recent) < 2 * self.window:
             return False
-        before = math.fsum(recent[: self.window]) / self.window
-        after = math.fsum(recent[self.window :]) / self.window
+        before, after = _mean(recent[: self.window]), _mean(recent[self.window :])
         self._means = (before, after)
         return after >= before
 
@@ -81,3 +87,16 @@ class Stalled(Rule):
         if not isinstance(recent, list) or len(recent) > 2 * self.window:
             raise StateError(f"corrupt Monitor state: {self!r} needs 'recent', a list of <= {2 * self.window} values")
         self._recent = floats_from_json(recent, f"{self!r} recent")
+
+
+def _mean(values: list[float]) -> float:
+    """The exact mean; NaN for a window holding both infinities (with ``check_finite=False``), which has none.
+
+    Examples:
+        >>> _mean([1.0, 2.0]), _mean([math.inf, 1.0]), _mean([-math.inf, math.inf])
+        (1.5, inf, nan)
+    """
+    try:
+        return math.fsum(values) / len(values)
+    except ValueError:  # fsum refuses inf + -inf
+        return math.nan
