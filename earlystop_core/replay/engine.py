@@ -58,6 +58,7 @@ from earlystop_core.policy.learned import LearnedPolicy
 from earlystop_core.policy.simulate import first_stops
 from earlystop_core.replay.bank import Bank, Curves
 from earlystop_core.replay.scalar import ON_ERROR, RunResult, Summary, check_replayable, replay
+from earlystop_core.rules.base import Rule
 
 __all__ = ["ENGINES", "ENGINE_SUPPORT", "Evaluation", "evaluate", "fallback_reason"]
 
@@ -336,6 +337,11 @@ def _sparse_reason(bank: Bank, config: MonitorConfig) -> str | None:
     read += [config.keep_best_by] if config.keep_best_by is not None else []
     read += sorted(config.rule.requires) if config.rule is not None else []
     sparse = [name for name in read if name in bank.missing and bank.missing[name].any()]
+    if config.rule is not None:  # an optional metric may be missing (the rule carries the last value) ...
+        for name in sorted(config.rule.optional):
+            with np.errstate(invalid="ignore"):
+                if name in bank.values and (bank.values[name] < 0.0).any():  # ... but not negative
+                    return f"{name!r} is negative at some epoch: the Monitor itself replays the error it raises"
     if sparse and sparse[0] == config.monitor and _validated(bank, config) is not None:
         return None  # the engine replays the validation checks alone
     if sparse:
@@ -460,7 +466,7 @@ def _evaluate_vectorised(
     with np.errstate(all="ignore"):  # float32 overflow to inf and NaN arithmetic are intended
         signal = _signal(_epoch_major(decided, key), decided.lengths, config, step)
         keep32 = None if config.keep_best_by is None else _keep_values(decided, config, step)
-        logs = None if config.rule is None else {name: _epoch_major(decided, name) for name in config.rule.requires}
+        logs = None if config.rule is None else _policy_logs(decided, config.rule)
         stop, stopped, best = _decide(signal, decided.lengths, config, engine == "scan", step, keep32, logs)
     work = _scratch(bank)
     if compact is not None:  # back from validation checks to epochs; a run that did not stop ran to its end
@@ -556,6 +562,13 @@ def _joined(parts: list[Evaluation]) -> Evaluation:
     arrays = {name: np.concatenate([getattr(part, name) for part in parts]) for name in fields}
     runs = tuple(run for part in parts for run in part.runs)
     return Evaluation(runs=runs, **arrays, engine=parts[0].engine, reason=parts[0].reason)
+
+
+def _policy_logs(bank: Bank, policy: Rule) -> dict[str, FloatArray]:
+    """The metrics a learned policy reads besides the monitored one: those it requires, and the optional
+    ones (a learning rate) the bank logs, NaN at epochs without them."""
+    names = [*policy.requires, *(name for name in policy.optional if name in bank.values)]
+    return {name: _epoch_major(bank, name) for name in names}
 
 
 def _epoch_major(bank: Bank, name: str) -> FloatArray:
@@ -969,6 +982,6 @@ def _policy_stops(
     reset = adopted if config.baseline is None else np.zeros_like(adopted)
     if config.baseline is not None:
         reset[offset:] = _resets(config, tracked, improves, first, work)
-    inputs = {name: logs[name][start:] for name in policy.requires}
+    inputs = {name: logs[name][start:] for name in (*policy.requires, *policy.optional) if name in logs}
     stops = first_stops(policy, start, tracked[start:], adopted, reset, inputs, limit - start, offset)
     return np.where(stops < width - start, stops + start, width)
