@@ -655,6 +655,33 @@ def test_the_tune_command_learns_a_policy_by_group_and_saves_it(
     assert "--runs nowhere.csv: no such file" in capsys.readouterr().err
 
 
+def test_the_tune_command_learns_schedule_features_when_runs_log_the_rate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from earlystop_core.cli import main
+
+    bank, meta = synthetic_bank(runs=8, epochs=40)
+    rows = ["run,epoch,loss,val_loss,val_accuracy,test_accuracy,lr"]
+    for run, curve in bank.items():
+        for t in range(40):
+            # Even runs anneal their rate (cosine), odd ones log none: they count as a constant rate.
+            rate = repr(0.1 * 0.5 * (1 + math.cos(math.pi * t / 40))) if int(run) % 2 == 0 else ""
+            rows.append(",".join([run, str(t), *(repr(curve[k][t]) for k in rows[0].split(",")[2:-1]), rate]))
+    (tmp_path / "curves.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "runs.csv").write_text(
+        "run,problem,epochs\n" + "".join(f"{r},{m['problem']},40\n" for r, m in meta.items())
+    )
+    out = tmp_path / "policy.json"
+    assert main(["tune", str(tmp_path / "curves.csv"), "--learn", str(out), "--json"]) == 0
+    assert "with schedule features from 'lr'" in capsys.readouterr().err
+    policy = LearnedPolicy.load(out)
+    assert policy.lr_metric == "lr" and policy.optional == {"lr"} and set(FAMILIES["lr"]) <= set(policy.features)
+    assert main(["tune", str(tmp_path / "curves.csv"), "--learn", str(out), "--lr-metric", "none", "--json"]) == 0
+    assert "schedule features" not in capsys.readouterr().err
+    plain = LearnedPolicy.load(out)
+    assert plain.lr_metric is None and not set(FAMILIES["lr"]) & set(plain.features)
+
+
 # -- Monitor(policy=...) ---------------------------------------------------------------------------------------------
 
 
