@@ -735,22 +735,30 @@ def test_monitor_policy_binds_a_budget_policy_to_max_epochs() -> None:
         Monitor(policy=policy)
 
 
-def test_the_recommended_policy_is_what_the_documented_fit_gives_on_the_dev_bank() -> None:
-    """`earlystop tune ../shared/curves/dev --learn policy.json --max-regret -0.0005` refits the default exactly."""
-    bank = Path(__file__).resolve().parents[2] / "shared" / "curves" / "dev"
-    if not (bank / "curves.csv.gz").exists():
-        pytest.skip(f"the dev curve bank is not at {bank}")
+def test_the_recommended_policy_is_what_the_documented_fit_gives_on_the_two_banks() -> None:
+    """``fit_policy`` on the dev and shift_dev banks together, with the default's features, refits it exactly."""
+    shared = Path(__file__).resolve().parents[2] / "shared" / "curves"
+    if not all((shared / bank / "curves.csv.gz").exists() for bank in ("dev", "shift_dev")):
+        pytest.skip(f"the dev and shift_dev curve banks are not in {shared}")
     from earlystop_core.formats.long_csv import load_curves
 
+    curves: dict[str, Any] = {}
+    meta: dict[str, dict[str, str]] = {}
+    for tag, bank in (("dev", "dev"), ("shift", "shift_dev")):  # as docs/scripts/policy_schedules.py loads them
+        runs = read_runs_meta(shared / bank / "runs.csv")
+        for run, curve in load_curves(shared / bank / "curves.csv.gz").items():
+            curves[f"{tag}/{run}"], meta[f"{tag}/{run}"] = curve, runs[run]
+    default = recommended_policy()
     fitted = fit_policy(
-        load_curves(bank / "curves.csv.gz"),
-        bank / "runs.csv",
+        curves,
+        meta,
         budget=False,
+        features=default.features,
         monitor_options={"keep_best_by": "val_accuracy"},
         max_regret=-0.0005,
     )
-    default = recommended_policy()
     assert fitted.features == default.features and fitted.monitor == default.monitor
+    assert fitted.lr_metric == default.lr_metric == "lr"
     assert (fitted.min_wait, fitted.max_wait) == (default.min_wait, default.max_wait)
     assert fitted.threshold == pytest.approx(default.threshold, rel=1e-9)
     for name in ("means", "scales", "weights"):
