@@ -337,7 +337,7 @@ class _Trackers:
         # At b: the level of this block's anchor row, or the one kept (NaN: no rate logged by then).
         at_best = np.where(inside, _take(level, at), state[5])
         self.lr_state[:, cols] = [rate[-1], level[-1], top[-1], top_level[-1], first_level, at_best[-1]]
-        then = self.lr_rows[np.maximum(self.rows[first : first + height, 0] - 10, 0)][:, cols]
+        then = self.lr_rows[np.ix_(np.maximum(self.rows[first : first + height, 0] - 10, 0), cols)]
         trend = level - np.where(np.isnan(then), first_level, then)
         since = level - np.where(np.isnan(at_best), first_level, at_best)
         return [
