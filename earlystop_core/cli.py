@@ -106,6 +106,13 @@ def _parser() -> argparse.ArgumentParser:
         "val_accuracy when every run logs it, 'none': the monitored metric's best",
     )
     tune.add_argument("--best-from-epoch", type=int, default=0, help="with --learn: the Monitor's best_from_epoch")
+    tune.add_argument(
+        "--lr-metric",
+        default="lr",
+        metavar="METRIC",
+        help="with --learn: the learning rate's name in the logs; its schedule features are used when some run "
+        "logs it (runs and epochs without it count as a constant rate); 'none': no schedule features",
+    )
     tune.add_argument("--json", action="store_true", help="print the front as JSON")
     tune.set_defaults(run=_tune)
 
@@ -514,6 +521,7 @@ def _learn(bank: Any, args: argparse.Namespace) -> dict[str, Any]:
         target=args.target,
         target_mode=args.target_mode,
         budget=False,  # the saved policy then needs no max_epochs
+        lr_metric=None if args.lr_metric == "none" else args.lr_metric,
         monitor_options=options,
         max_regret=args.max_regret,
     )
@@ -523,6 +531,7 @@ def _learn(bank: Any, args: argparse.Namespace) -> dict[str, Any]:
         f"learned policy saved to {args.learn}: cross-validated over {cv['folds']} folds of {policy.info['groups']} "
         f"group(s), {cv['saved']:.1%} of epochs saved at a mean regret of {cv['regret']:.4g}"
         + ("" if cv["feasible"] else f" (no setting met --max-regret {cv['budget']:g}: the least regret)")
+        + (f", with schedule features from {policy.lr_metric!r}" if policy.lr_metric is not None else "")
         + "; its row below is replayed on the runs it was fitted on",
         file=sys.stderr,
     )

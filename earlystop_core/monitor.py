@@ -306,7 +306,9 @@ class Monitor:
         self._goal = _signed(config.stopping_threshold, sign)
         self._divergence = _signed(config.divergence_threshold, sign)
         self._rule = _own_rule(config)
-        self._checks_inputs = self._rule is not None and (bool(self._rule.requires) or self._rule.takes_log)
+        self._checks_inputs = self._rule is not None and (
+            bool(self._rule.requires) or bool(self._rule.optional) or self._rule.takes_log
+        )
         if self._rule is not None and self._rule.takes_log and config.mode == "max":
             raise ValueError(
                 f"{self._rule!r} takes logarithms of the monitored value, which needs a positive metric to "
@@ -646,6 +648,11 @@ class Monitor:
                 fix = f"The stopping rule reads it at every epoch (it requires {', '.join(sorted(rule.requires))})."
                 raise MissingMetricError(name, logs.keys(), fix)
             coerce_metric(name, logs[name])
+        for name in rule.optional:
+            if name in logs and coerce_metric(name, logs[name]) < 0.0:
+                raise ValueError(
+                    f"{name!r} must be >= 0 (the stopping rule reads it as a learning rate), got {logs[name]!r}"
+                )
         if rule.takes_log and s < 0:
             raise ValueError(
                 f"{rule!r} takes logarithms of {self._name}, which must be >= 0, got {s * self._sign!r}; use log=False"

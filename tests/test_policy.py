@@ -32,6 +32,8 @@ from earlystop_core.replay.scalar import replay, replay_run
 from earlystop_core.rules.base import Rule
 
 ALL = tuple(FEATURES)
+#: The features of toy_policy(): every one but the budget ones.
+TOY = sum(FEATURES[name] != "budget" for name in ALL)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -44,6 +46,7 @@ class Recorder(Rule):
     def __init__(self, tracker: FeatureTracker) -> None:
         self.tracker = tracker
         self.requires = frozenset(k for k in (tracker.train_metric, tracker.accuracy_metric) if k)
+        self.optional = frozenset(k for k in (tracker.lr_metric,) if k)
         self.calls: list[tuple[int, float, float | None, int, bool, dict[str, Any]]] = []
         self.features: list[list[float]] = []
 
@@ -107,33 +110,64 @@ def reference(
         "acc_level": acc[-1],
         "acc_best": max(acc),
     }
-    return out
+    # The learning rate: optional; an epoch without one (or with NaN, inf) carries the last one logged.
+    logged = [c[5]["lr"] if math.isfinite(c[5].get("lr", math.nan)) else None for c in prefix]
+    rates = [r for r in logged if r is not None]
+    if not rates:
+        return out | dict(zip(FAMILIES["lr"], (1.0, 0.0, 0.0, 0.0), strict=True))
+    carried = [next((r for r in reversed(logged[: i + 1]) if r is not None), rates[0]) for i in range(n)]
+    now, top = carried[-1], max(rates)
+
+    def clip(x: float) -> float:
+        return min(max(x, -10.0), 10.0)
+
+    return out | {
+        "lr_to_max": now / top if top > 0 else 1.0,
+        "lr_log_to_max": max(level(now) - level(top), -10.0),
+        "lr_trend10": clip(level(now) - level(carried[max(n - 11, 0)])),
+        "lr_since_best": clip(level(now) - level(carried[b])),
+    }
 
 
 positive = st.floats(min_value=1e-4, max_value=50.0, allow_nan=False)
 losses = st.one_of(positive, st.just(0.0))  # a cross-entropy of exactly 0.0 happens (float underflow)
 
 
+#: Learning rates as schedules log them: decaying to 0 and below the log floor, now and then not finite.
+rates = st.one_of(
+    st.floats(1e-6, 1.0), st.sampled_from([0.0, 1e-13, 0.1, 0.1, 0.01, math.nan, math.inf]), st.floats(1e-300, 1e-9)
+)
+
+
 @st.composite
-def curves(draw: st.DrawFn, min_size: int = 1, max_size: int = 60) -> dict[str, list[float]]:
+def curves(draw: st.DrawFn, min_size: int = 1, max_size: int = 60) -> dict[str, list[float | None]]:
+    """A run; its learning rate at every epoch, at some (None: not logged), or never."""
     n = draw(st.integers(min_value=min_size, max_value=max_size))
-    return {
+    curve: dict[str, list[float | None]] = {
         "val_loss": draw(st.lists(losses, min_size=n, max_size=n)),
         "loss": draw(st.lists(losses, min_size=n, max_size=n)),
         "val_accuracy": draw(st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n)),
     }
+    how = draw(st.sampled_from(["every epoch", "some epochs", "never"]))
+    if how != "never":
+        curve["lr"] = draw(st.lists(rates | st.none() if how == "some epochs" else rates, min_size=n, max_size=n))
+    return curve
 
 
-def epochs_of(curve: Mapping[str, Sequence[float]]) -> list[dict[str, float]]:
-    return [dict(zip(curve, values, strict=True)) for values in zip(*curve.values(), strict=True)]
+def epochs_of(curve: Mapping[str, Sequence[float | None]]) -> list[dict[str, float]]:
+    names = list(curve)
+    return [
+        {name: value for name, value in zip(names, values, strict=True) if value is not None}
+        for values in zip(*curve.values(), strict=True)
+    ]
 
 
 @SETTINGS
 @given(curve=curves(), best_from_epoch=st.integers(0, 3), budget=st.one_of(st.none(), st.integers(1, 80)))
 def test_online_features_equal_a_batch_recomputation_at_every_epoch(
-    curve: dict[str, list[float]], best_from_epoch: int, budget: int | None
+    curve: dict[str, list[float | None]], best_from_epoch: int, budget: int | None
 ) -> None:
-    tracker = FeatureTracker(True, budget, "loss", "val_accuracy")
+    tracker = FeatureTracker(True, budget, "loss", "val_accuracy", "lr")
     monitor = Monitor(rule=Recorder(tracker), best_from_epoch=best_from_epoch, check_finite=True)
     recorder = monitor.rule
     assert isinstance(recorder, Recorder)
@@ -188,6 +222,7 @@ def toy_policy(**changes: Any) -> LearnedPolicy:
     weights[names.index("log_wait")] = -3.0
     weights[names.index("log_best_epoch")] = 2.0
     weights[names.index("acc_best_gap")] = 1.0
+    weights[names.index("lr_since_best")] = 0.5  # a rate lowered since the best: more to come
     arguments: dict[str, Any] = {
         "features": names,
         "means": [0.0] * len(names),
@@ -299,6 +334,70 @@ def test_a_corrupt_policy_state_is_refused() -> None:
         Monitor(rule=toy_policy()).load_state_dict(state)
 
 
+def test_the_learning_rate_is_optional_and_checked_by_the_monitor_before_anything_changes() -> None:
+    policy = toy_policy()
+    assert policy.optional == {"lr"} and "lr" not in policy.requires and policy.spec()["lr_metric"] == "lr"
+    monitor = Monitor(rule=policy)
+    logs = {"val_loss": 0.5, "loss": 0.4, "val_accuracy": 0.7}
+    monitor.update(logs)  # no rate: as a constant one
+    assert policy.features_now() == {} and isinstance(monitor.rule, LearnedPolicy)
+    assert [monitor.rule.features_now()[name] for name in FAMILIES["lr"]] == [1.0, 0.0, 0.0, 0.0]
+    before = monitor.state_dict()
+    with pytest.raises(ValueError, match="'lr' must be >= 0"):
+        monitor.update({**logs, "lr": -0.1})
+    with pytest.raises(TypeError, match="metric 'lr' must be a number"):
+        monitor.update({**logs, "lr": "0.1"})
+    assert monitor.state_dict() == before
+    monitor.update({**logs, "lr": 0.1})
+    monitor.update({**logs, "lr": 0.025})
+    named = monitor.rule.features_now()
+    assert named["lr_to_max"] == 0.25 and named["lr_log_to_max"] == pytest.approx(math.log(0.25))
+    # Epochs before the first rate logged count as having had it: the trend is since the rate first logged.
+    assert named["lr_trend10"] == named["lr_log_to_max"]
+    renamed = policy.renamed({"lr": "learning_rate"})
+    assert renamed.optional == {"learning_rate"} and renamed.requires == policy.requires
+
+
+def test_a_policy_without_rate_features_keeps_its_spec_and_old_states() -> None:
+    names = [n for n in ALL if FEATURES[n] not in ("budget", "lr")]
+    plain = LearnedPolicy(names, [0.0] * len(names), [1.0] * len(names), [0.0] * len(names), 1.0, 0.4, 2, 25)
+    plain = LearnedPolicy.from_json(plain.to_json())
+    assert plain.lr_metric is None and plain.optional == frozenset()
+    assert "lr_metric" not in plain.spec() and "lr_metric" not in plain.to_json()
+    monitor = Monitor(rule=plain)
+    monitor.update({"val_loss": 0.5, "loss": 0.4, "val_accuracy": 0.7, "lr": -1.0})  # not read: not checked
+    state = monitor.state_dict()
+    assert "lr" not in state["state"]["rule"]["features"]  # the state as before rate features existed
+    # A state without the rate's memory, given to a policy that reads the rate, is refused and says why.
+    reader = toy_policy()
+    with pytest.raises(StateError, match="no 'lr' memory"):
+        reader.load_state_dict(state["state"]["rule"])
+
+
+def test_a_corrupt_learning_rate_memory_is_refused() -> None:
+    monitor = Monitor(rule=toy_policy())
+    for t, rate in enumerate([None, 0.1, 0.05]):
+        logs = {"val_loss": 0.5 + t, "loss": 0.4, "val_accuracy": 0.7}
+        monitor.update(logs if rate is None else {**logs, "lr": rate})
+    good = monitor.state_dict()
+    fresh = Monitor(rule=toy_policy())
+    fresh.load_state_dict(json.loads(json.dumps(good)))
+    assert fresh.state_dict() == good
+    for change, message in [
+        ({"levels": ["nan", -2.0, "nan"]}, "NaN after a rate"),
+        ({"levels": [-2.0]}, "list of 3"),
+        ({"last": 0.2}, "do not match"),
+        ({"max": 0.05}, "do not match"),
+        ({"first": "nan"}, "none was logged"),
+        ({"at_best": 5.0}, "not within"),
+        ({"extra": 1}, "needs the fields"),
+    ]:
+        state = json.loads(json.dumps(good))
+        state["state"]["rule"]["features"]["lr"] |= change
+        with pytest.raises(StateError, match=message):
+            Monitor(rule=toy_policy()).load_state_dict(state)
+
+
 # -- the saved format ------------------------------------------------------------------------------------------------
 
 
@@ -341,8 +440,8 @@ def saved() -> dict[str, Any]:
         ({"features": ["log_wait", "nope"]}, "unknown feature 'nope'"),
         ({"features": "log_wait"}, "'features' must be a list"),
         ({"means": [0.0]}, "one number per feature"),
-        ({"scales": [-1.0] * 17}, "'scales' must all be > 0"),
-        ({"weights": ["a"] * 17}, "must be a number"),
+        ({"scales": [-1.0] * TOY}, "'scales' must all be > 0"),
+        ({"weights": ["a"] * TOY}, "must be a number"),
         ({"bias": float("nan")}, "'bias' must be finite"),
         ({"families": ["value"]}, "do not match its features"),
         ({"extra": 1}, "unknown field"),
@@ -430,8 +529,8 @@ def test_replay_of_a_policy_matches_the_vectorised_simulation() -> None:
     policy = toy_policy()
     bank = {str(i): overfitting(5 + 3 * i, noise=0.01, seed=i) for i in range(6)}
     results = replay(bank, lambda: Monitor(rule=policy, restore_best_weights=True))
-    records = record_runs(bank, train_metric="loss", accuracy_metric="val_accuracy")
-    columns = [FeatureTracker(True, None, "loss", "val_accuracy").names.index(n) for n in policy.features]
+    records = record_runs(bank, train_metric="loss", accuracy_metric="val_accuracy", lr_metric="lr")
+    columns = [FeatureTracker(True, None, "loss", "val_accuracy", "lr").names.index(n) for n in policy.features]
     means, scales, weights = np.array(policy.means), np.array(policy.scales), np.array(policy.weights)
     logits = [policy.bias + ((r.features[:, columns] - means) / scales) @ weights for r in records]
     cut = math.log(policy.threshold / (1 - policy.threshold))
@@ -476,7 +575,7 @@ def test_fitting_on_an_obvious_bank_stops_early_without_regret() -> None:
     assert policy.info["groups"] == 4 and policy.info["cv"]["folds"] == 4
     assert policy.info["cv"]["regret"] <= 0.0 and policy.info["cv"]["feasible"]
     assert policy.needs_budget  # runs_meta has epochs: budget features are used
-    assert set(policy.features) == set(ALL)
+    assert set(policy.features) == set(ALL) - set(FAMILIES["lr"])  # no run logs a learning rate
     results = replay(bank, lambda: Monitor(rule=policy.bind(80), restore_best_weights=True))
     p20 = replay(bank, lambda: Monitor(patience=20, restore_best_weights=True))
     assert sum(r.saved for r in results) > sum(r.saved for r in p20) + 0.05 * len(bank)
@@ -576,6 +675,33 @@ def test_the_tune_command_learns_a_policy_by_group_and_saves_it(
     assert "--runs nowhere.csv: no such file" in capsys.readouterr().err
 
 
+def test_the_tune_command_learns_schedule_features_when_runs_log_the_rate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from earlystop_core.cli import main
+
+    bank, meta = synthetic_bank(runs=8, epochs=40)
+    rows = ["run,epoch,loss,val_loss,val_accuracy,test_accuracy,lr"]
+    for run, curve in bank.items():
+        for t in range(40):
+            # Even runs anneal their rate (cosine), odd ones log none: they count as a constant rate.
+            rate = repr(0.1 * 0.5 * (1 + math.cos(math.pi * t / 40))) if int(run) % 2 == 0 else ""
+            rows.append(",".join([run, str(t), *(repr(curve[k][t]) for k in rows[0].split(",")[2:-1]), rate]))
+    (tmp_path / "curves.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "runs.csv").write_text(
+        "run,problem,epochs\n" + "".join(f"{r},{m['problem']},40\n" for r, m in meta.items())
+    )
+    out = tmp_path / "policy.json"
+    assert main(["tune", str(tmp_path / "curves.csv"), "--learn", str(out), "--json"]) == 0
+    assert "with schedule features from 'lr'" in capsys.readouterr().err
+    policy = LearnedPolicy.load(out)
+    assert policy.lr_metric == "lr" and policy.optional == {"lr"} and set(FAMILIES["lr"]) <= set(policy.features)
+    assert main(["tune", str(tmp_path / "curves.csv"), "--learn", str(out), "--lr-metric", "none", "--json"]) == 0
+    assert "schedule features" not in capsys.readouterr().err
+    plain = LearnedPolicy.load(out)
+    assert plain.lr_metric is None and not set(FAMILIES["lr"]) & set(plain.features)
+
+
 # -- Monitor(policy=...) ---------------------------------------------------------------------------------------------
 
 
@@ -629,22 +755,30 @@ def test_monitor_policy_binds_a_budget_policy_to_max_epochs() -> None:
         Monitor(policy=policy)
 
 
-def test_the_recommended_policy_is_what_the_documented_fit_gives_on_the_dev_bank() -> None:
-    """`earlystop tune ../shared/curves/dev --learn policy.json --max-regret -0.0005` refits the default exactly."""
-    bank = Path(__file__).resolve().parents[2] / "shared" / "curves" / "dev"
-    if not (bank / "curves.csv.gz").exists():
-        pytest.skip(f"the dev curve bank is not at {bank}")
+def test_the_recommended_policy_is_what_the_documented_fit_gives_on_the_two_banks() -> None:
+    """``fit_policy`` on the dev and shift_dev banks together, with the default's features, refits it exactly."""
+    shared = Path(__file__).resolve().parents[2] / "shared" / "curves"
+    if not all((shared / bank / "curves.csv.gz").exists() for bank in ("dev", "shift_dev")):
+        pytest.skip(f"the dev and shift_dev curve banks are not in {shared}")
     from earlystop_core.formats.long_csv import load_curves
 
+    curves: dict[str, Any] = {}
+    meta: dict[str, dict[str, str]] = {}
+    for tag, bank in (("dev", "dev"), ("shift", "shift_dev")):  # as docs/scripts/policy_schedules.py loads them
+        runs = read_runs_meta(shared / bank / "runs.csv")
+        for run, curve in load_curves(shared / bank / "curves.csv.gz").items():
+            curves[f"{tag}/{run}"], meta[f"{tag}/{run}"] = curve, runs[run]
+    default = recommended_policy()
     fitted = fit_policy(
-        load_curves(bank / "curves.csv.gz"),
-        bank / "runs.csv",
+        curves,
+        meta,
         budget=False,
+        features=default.features,
         monitor_options={"keep_best_by": "val_accuracy"},
         max_regret=-0.0005,
     )
-    default = recommended_policy()
     assert fitted.features == default.features and fitted.monitor == default.monitor
+    assert fitted.lr_metric == default.lr_metric == "lr"
     assert (fitted.min_wait, fitted.max_wait) == (default.min_wait, default.max_wait)
     assert fitted.threshold == pytest.approx(default.threshold, rel=1e-9)
     for name in ("means", "scales", "weights"):

@@ -137,3 +137,15 @@ def test_a_real_lightning_run_validated_every_other_epoch_replays_with_finite_nu
     assert status == 0 and [row["runs"] for row in rows] == [1, 1], err
     assert all(math.isfinite(row[key]) for row in rows for key in ("epochs_saved", "regret", "gain"))
     assert rows[0]["epochs_saved"] < 0.9  # not "stopped at epoch 0": the skipped epochs are no divergence
+
+
+def test_a_missing_metric_is_reported_with_the_keys_logged_where_the_monitor_raises() -> None:
+    # 'lr' is logged from epoch 1 on: at epoch 0, where the Monitor finds val_accuracy missing, it is not a key.
+    bank = Bank.from_curves({"r0": {"val_loss": [1.0, 0.9, 0.8], "test_accuracy": [0.5] * 3, "lr": [None, 0.1, 0.1]}})
+    strategy = {"patience": 1, "keep_best_by": "val_accuracy"}
+    errors = []
+    for engine in ("auto", "scalar"):
+        with pytest.raises(KeyError) as raised:
+            evaluate(bank, strategy, engine=engine)
+        errors.append(str(raised.value))
+    assert errors[0] == errors[1] and "logged: 'val_loss', 'test_accuracy'." in errors[0]

@@ -1,4 +1,4 @@
-"""Cross-validate the learned stopping policy on the dev curve bank; write docs/policy.md.
+"""Cross-validate learned stopping policies on the dev curve bank; write docs/policy.md's dev-bank study.
 
 Run from anywhere:
 
@@ -16,8 +16,12 @@ is the lowest-val_loss epoch of the whole run, regret = test_accuracy[oracle] �
 test_accuracy[kept], saved = (n − 1 − stop) / n; comparisons are paired run by
 run with 95% bootstrap intervals (2,000 resamples, seed 0).
 
-``--write-default`` also refits the recommended configuration on all 1,200
-runs and writes ``earlystop_core/policy/default.py``. The output is
+This study found the configuration the project recommended until issue 16
+(``RECOMMENDED`` here: fitted on the dev bank alone). The recommended policy
+is now fitted on the dev and shift_dev banks together, with learning-rate
+features, by ``docs/scripts/policy_schedules.py``, which writes the default
+and its own section at the top of the page; this script keeps that section
+(and the hand-written discussion) when it regenerates the rest. The output is
 deterministic; timings go to stderr (and a summary line into the report).
 """
 
@@ -25,10 +29,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import multiprocessing
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,7 +49,6 @@ from earlystop_core.replay.scalar import paired_bootstrap, replay_run
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BANK = ROOT.parent / "shared" / "curves" / "dev"
 DEFAULT_OUT = ROOT / "docs" / "policy.md"
-DEFAULT_MODULE = ROOT / "earlystop_core" / "policy" / "default.py"
 FIGURE = Path("figures") / "policy_pareto.png"  # relative to the markdown file
 #: Fixed patiences drawn as the two trade-off curves of the figure.
 CURVE_PATIENCES = (5, 8, 10, 12, 15, 20, 25, 30, 40)
@@ -87,7 +88,7 @@ VARIANTS = (
         options=(("max_regret", -0.0005),),
     ),
 )
-#: The configuration ``recommended_policy()`` is fitted with: no budget features, so no ``max_epochs`` needed.
+#: The configuration ``recommended_policy()`` was fitted with until issue 16 (on the dev bank alone).
 RECOMMENDED = "all but budget (17), keeping the best val_accuracy, CV budget -0.05 pp"
 
 
@@ -297,8 +298,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bank", type=Path, default=DEFAULT_BANK, help=f"curve bank (default {DEFAULT_BANK})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown file to write")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (1: all in this process)")
-    written = DEFAULT_MODULE.relative_to(ROOT)
-    parser.add_argument("--write-default", action="store_true", help=f"refit and write {written}")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     load(args.bank)
@@ -322,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     variant = next(v for v in VARIANTS if v.name == RECOMMENDED)
     recommended = fit(variant, _RECORDS[variant.monitor])
     curve = _CURVES[next(iter(_CURVES))]
-    no_stop = recommended.to_json() | {"max_wait": 10**9, "threshold": 1e-300}
+    no_stop = {key: value for key, value in recommended.to_json().items() if key != "checksum"}  # changed below
+    no_stop |= {"max_wait": 10**9, "threshold": 1e-300}
     timing = {
         "patience": time_update(lambda: Monitor(patience=10**9), curve),
         "combo": time_update(
@@ -332,10 +332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     seconds = {"load and record": loaded - started, "cross-validation and replays": evaluated - loaded}
     text = _keep_discussion(report(learned, baselines, fronts[0], recommended, timing, seconds, args.jobs), args.out)
+    text = _keep_schedules(text, args.out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
-    if args.write_default:
-        write_default(recommended)
     try:
         draw_pareto(learned, args.out.parent / FIGURE)
     except ImportError:
@@ -400,22 +399,6 @@ def draw_pareto(learned: Mapping[str, Outcome], path: Path) -> None:
     plt.close(figure)
 
 
-def write_default(policy: LearnedPolicy) -> None:
-    """Write ``earlystop_core/policy/default.py`` holding the recommended policy as a JSON-like dict."""
-    literal = json.dumps(policy.to_json(), indent=4)
-    literal = literal.replace(": true", ": True").replace(": false", ": False").replace(": null", ": None")
-    DEFAULT_MODULE.write_text(
-        '"""The recommended learned policy, fitted on the dev curve bank by ``docs/scripts/policy_evidence.py``.\n\n'
-        "Generated with ``--write-default``; do not edit by hand. See ``docs/policy.md`` for how it was chosen\n"
-        "and validated.\n"
-        '"""\n\nfrom typing import Any\n\n'
-        f"RECOMMENDED: dict[str, Any] = {literal}\n",
-        encoding="utf-8",
-    )
-    # The project's formatter, when installed, gives the generated module its house style.
-    subprocess.run([sys.executable, "-m", "ruff", "format", str(DEFAULT_MODULE)], capture_output=True, check=False)
-
-
 def report(
     learned: Mapping[str, Outcome],
     baselines: Mapping[str, Outcome],
@@ -432,6 +415,7 @@ def report(
     out: list[str] = []
     add = out.append
     add("# A learned stopping policy: the evidence\n")
+    add("## How the policy was found: the dev bank alone\n")
     add(
         "Generated by `docs/scripts/policy_evidence.py` (do not edit the figures by hand) from the **dev** curve "
         f"bank: {len(runs):,} real runs of small MLPs on ten problems, each trained for a fixed 100 or 200 epochs. "
@@ -440,7 +424,7 @@ def report(
         "stop) / n; every Monitor restores its best weights. Δ columns are paired run by run, with 95% bootstrap "
         f"intervals ({BOOTSTRAP:,} resamples, seed {SEED}).\n"
     )
-    add("## How it is validated\n")
+    add("### How it is validated\n")
     add(
         "**Out of problem, twice over.** For each of the 10 problems, a policy is fitted on the runs of the other 9 "
         "— and its threshold, `min_wait` and `max_wait` are chosen by leave-one-problem-out cross-validation *inside "
@@ -450,7 +434,7 @@ def report(
         "below for a learned policy comes from a run of a problem it was fitted or tuned on. The fitted models "
         "differ per held-out problem; the report pools the 1,200 held-out replays.\n"
     )
-    add("## Results\n")
+    add("### Results\n")
     add(
         "| strategy | saved | regret (pp) | Δ saved vs P20 (pp) | Δ regret vs P20 (pp) | Δ saved vs combo (pp) "
         "| Δ regret vs combo (pp) |"
@@ -517,7 +501,7 @@ def report(
         "keeping the most accurate epoch shifts the whole curve down by about half a point. Squares are the learned "
         "policies of the table, the star the recommended one, each replayed out of problem.\n"
     )
-    add(f"### Per held-out problem: {RECOMMENDED}\n")
+    add(f"#### Per held-out problem: {RECOMMENDED}\n")
     add(
         "| held-out problem | runs | chosen min_wait / max_wait / threshold | inner CV saved / regret | "
         "saved | regret (pp) | P20 saved | P20 regret (pp) |"
@@ -543,7 +527,7 @@ def report(
         k = int(np.argmin(np.abs(mean_saved - goal)))
         d = paired_bootstrap(regret[:, k].tolist(), p20_regret.tolist(), BOOTSTRAP, SEED)
         lines.append(f"| {100 * mean_saved[k]:.1f}% | {100 * mean_regret[k]:.3f} | {_interval(d)} |")
-    add("### Can anything reach 46% saved at patience 20's regret?\n")
+    add("#### Can anything reach 46% saved at patience 20's regret?\n")
     add(
         f"The most favourable test: one level of leave-one-problem-out (each problem's scores from a model fitted "
         f"on the other 9), `min_wait` {waits[0]} and `max_wait` {waits[1]} as chosen on all runs, and the threshold "
@@ -557,9 +541,10 @@ def report(
 
     # timing and the default
     cv = policy.info["cv"]
-    add("## The recommended policy\n")
+    add("### The dev-only policy (the default until issue 16)\n")
     add(
-        f"`recommended_policy()` is **{RECOMMENDED}** refitted on all {policy.info['runs']:,} dev runs: "
+        f"Until issue 16 `recommended_policy()` was **{RECOMMENDED}** refitted on all {policy.info['runs']:,} dev "
+        "runs: "
         f"{len(policy.features)} features, threshold {policy.threshold:.3f}, `min_wait` {policy.min_wait}, "
         f"`max_wait` {policy.max_wait} (chosen by 10-fold leave-one-problem-out on those runs, where it saved "
         f"{100 * cv['saved']:.1f}% at {100 * cv['regret']:.3f} pp; the out-of-problem figures are the table's). "
@@ -588,6 +573,20 @@ def report(
 
 #: The hand-written discussion in docs/policy.md starts after this line and is kept across regenerations.
 DISCUSSION_MARKER = "<!-- figures above are generated; the discussion below is kept when regenerating -->\n"
+
+
+def _keep_schedules(text: str, path: Path) -> str:
+    """Keep the section ``policy_schedules.py`` wrote (between its markers) right after the page's title."""
+    from policy_schedules import BEGIN, END
+
+    if not path.exists():
+        return text
+    old = path.read_text(encoding="utf-8")
+    if BEGIN not in old or END not in old:
+        return text
+    section = BEGIN + old.split(BEGIN, 1)[1].split(END, 1)[0] + END
+    title, _, body = text.partition("\n")
+    return f"{title}\n\n{section}\n\n{body.lstrip(chr(10))}"
 
 
 def _keep_discussion(text: str, path: Path) -> str:

@@ -36,6 +36,21 @@ monitored epochs:
     ``acc_log_wait`` = log(1 + epochs since the best accuracy, first on ties);
     ``acc_best_gap`` = best accuracy − accuracy at epoch b; ``acc_progress`` =
     best − first; ``acc_level`` = now; ``acc_best`` = best.
+``lr`` (the learning rate, when the logs carry it; higher is faster)
+    With ``r`` the rate now, ``M`` the highest rate so far and ``lvl(r)`` =
+    ``log(r)`` (``r`` below :data:`LOG_FLOOR` counting as the floor):
+    ``lr_to_max`` = r / M (1 when M is 0); ``lr_log_to_max`` =
+    lvl(r) − lvl(M), floored at −10; ``lr_trend10`` = lvl(r) − lvl(rate 10
+    epochs ago, or at the first epoch seen until then), in [−10, 10];
+    ``lr_since_best`` = lvl(r) − lvl(rate at epoch b), in [−10, 10].
+
+    The rate is **optional** in the logs: it is not in a policy's ``requires``.
+    An epoch that does not log it (or logs NaN or an infinity) carries the last
+    rate logged; before any rate is logged the features are those of a constant
+    rate (``lr_to_max`` 1, the others 0), and epochs before the first rate
+    logged count as having had that first rate. So a policy fitted with these
+    features decides logs without a rate as it would a constant-rate run. A
+    negative rate is an error.
 """
 
 from __future__ import annotations
@@ -51,7 +66,16 @@ from earlystop_core._validate import check_bool, check_int
 from earlystop_core._values import coerce_metric
 from earlystop_core.errors import MissingMetricError, StateError
 
-__all__ = ["FAMILIES", "FEATURES", "HISTORY", "LOG_FLOOR", "FeatureTracker", "check_metric_name"]
+__all__ = [
+    "FAMILIES",
+    "FEATURES",
+    "HISTORY",
+    "LOG_FLOOR",
+    "LR_CAP",
+    "LR_CONSTANT",
+    "FeatureTracker",
+    "check_metric_name",
+]
 
 #: Every feature, by family, in the order a tracker returns them.
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -69,6 +93,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "budget": ("budget_position", "budget_left", "wait_budget"),
     "train": ("train_since_best", "train_log_wait", "train_gap"),
     "accuracy": ("acc_log_wait", "acc_best_gap", "acc_progress", "acc_level", "acc_best"),
+    "lr": ("lr_to_max", "lr_log_to_max", "lr_trend10", "lr_since_best"),
 }
 #: Feature name -> its family.
 FEATURES: dict[str, str] = {name: family for family, names in FAMILIES.items() for name in names}
@@ -96,6 +121,13 @@ _FLOATS = (
 )
 _COUNTS = ("seen", "best_epoch", "train_best_seen", "acc_best_seen")
 _STATE_FIELDS = ("history", *_COUNTS, *_FLOATS, "features")
+#: The learning-rate memory, saved under ``"lr"`` (only by a tracker with an ``lr_metric``).
+_LR_FLOATS = ("first", "last", "max", "max_level", "at_best")
+_LR_FIELDS = ("levels", *_LR_FLOATS)
+#: The learning-rate features' bound: a log ratio beyond ±10 (a factor of 22,000) reads as ±10.
+LR_CAP = 10.0
+#: The learning-rate features of a run whose logs have carried no rate yet: a constant rate's.
+LR_CONSTANT = (1.0, 0.0, 0.0, 0.0)
 
 #: (sum of levels, sum of absolute level steps, best level), cumulative from the first epoch seen.
 Record = tuple[float, float, float]
@@ -110,6 +142,7 @@ class FeatureTracker:
         max_epochs: The epoch budget; enables the ``budget`` family.
         train_metric: Training-loss key in the logs; enables the ``train`` family.
         accuracy_metric: Validation-accuracy key in the logs; enables the ``accuracy`` family.
+        lr_metric: Learning-rate key in the logs; enables the ``lr`` family (the logs may lack it).
 
     Examples:
         >>> tracker = FeatureTracker(max_epochs=10, accuracy_metric="val_accuracy")
@@ -132,6 +165,12 @@ class FeatureTracker:
         "_history",
         "_last",
         "_log_best_epoch",
+        "_lr_at_best",
+        "_lr_first",
+        "_lr_last",
+        "_lr_levels",
+        "_lr_max",
+        "_lr_max_level",
         "_seen",
         "_train_at_best",
         "_train_best",
@@ -140,6 +179,7 @@ class FeatureTracker:
         "accuracy_metric",
         "families",
         "log",
+        "lr_metric",
         "max_epochs",
         "names",
         "train_metric",
@@ -151,11 +191,13 @@ class FeatureTracker:
         max_epochs: int | None = None,
         train_metric: str | None = None,
         accuracy_metric: str | None = None,
+        lr_metric: str | None = None,
     ) -> None:
         self.log = check_bool("log", log)
         self.max_epochs = None if max_epochs is None else check_int("max_epochs", max_epochs, minimum=1)
         self.train_metric = check_metric_name("train_metric", train_metric)
         self.accuracy_metric = check_metric_name("accuracy_metric", accuracy_metric)
+        self.lr_metric = check_metric_name("lr_metric", lr_metric)
         families = ["value"]
         if self.max_epochs is not None:
             families.append("budget")
@@ -163,6 +205,8 @@ class FeatureTracker:
             families.append("train")
         if self.accuracy_metric is not None:
             families.append("accuracy")
+        if self.lr_metric is not None:
+            families.append("lr")
         #: The enabled families, in :data:`FAMILIES` order.
         self.families = tuple(families)
         #: The names of the features :meth:`step` returns, in order.
@@ -175,6 +219,7 @@ class FeatureTracker:
         clone = copy.copy(self)
         memo[id(self)] = clone
         clone._history = deque(self._history, maxlen=HISTORY)
+        clone._lr_levels = deque(self._lr_levels, maxlen=HISTORY)
         clone._features = list(self._features)
         return clone
 
@@ -195,6 +240,14 @@ class FeatureTracker:
         self._acc_best = -_INF
         self._acc_best_seen = -1
         self._acc_at_best = math.nan
+        # The rate's levels of the last 11 epochs seen (NaN before the first rate logged), the first rate's
+        # level, the last rate (raw) and the highest (raw and level), and the level at epoch b (NaN: not yet).
+        self._lr_levels: deque[float] = deque(maxlen=HISTORY)
+        self._lr_first = math.nan
+        self._lr_last = math.nan
+        self._lr_max = math.nan
+        self._lr_max_level = math.nan
+        self._lr_at_best = math.nan
         self._features: list[float] = []
 
     def level(self, value: float) -> float:
@@ -218,6 +271,14 @@ class FeatureTracker:
     ) -> list[float]:
         """Take one monitored epoch, as a rule's ``check`` gets it; return the features of :attr:`names`."""
         # The hot path of a LearnedPolicy: locals, few attribute reads, no helper calls on finite values.
+        rate = math.nan
+        lr_name = self.lr_metric
+        if lr_name is not None:  # read first: a negative rate raises before anything changes
+            raw = logs.get(lr_name)
+            if raw is not None:
+                rate = raw if type(raw) is float else coerce_metric(lr_name, raw)
+                if rate < 0.0:
+                    raise ValueError(f"the learning rate {lr_name!r} must be >= 0, got {rate!r}")
         if not self.log:
             level = value
         elif value > LOG_FLOOR:
@@ -335,8 +396,45 @@ class FeatureTracker:
                 acc,
                 best_acc,
             )
+        if lr_name is not None:
+            features += self._lr_step(rate, improved or seen == 1)
         self._features = features
         return features
+
+    def _lr_step(self, rate: float, at_best: bool) -> tuple[float, float, float, float]:
+        """The ``lr`` features of this epoch, from the rate it logs (NaN: none, carry the last one)."""
+        levels = self._lr_levels
+        if rate < _INF:  # a finite rate (>= 0): NaN and +inf fail the test
+            level = _log(rate) if rate > LOG_FLOOR else _FLOOR_LEVEL
+            self._lr_last = rate
+            if math.isnan(self._lr_first):
+                self._lr_first = level
+            if not rate <= self._lr_max:  # also the first rate (the highest is NaN until then)
+                self._lr_max = rate
+                self._lr_max_level = level
+        elif levels:
+            level = levels[-1]  # NaN until a rate is logged
+        else:
+            level = math.nan
+        levels.append(level)
+        if at_best:
+            self._lr_at_best = level
+        if math.isnan(level):  # no rate logged yet: a constant rate's features
+            return LR_CONSTANT
+        first = self._lr_first
+        top = self._lr_max
+        ratio = self._lr_last / top if top > 0.0 else 1.0
+        below = level - self._lr_max_level
+        then = levels[0]  # 10 epochs ago, or the first epoch seen (a rate not yet logged counts as the first)
+        trend = level - (first if math.isnan(then) else then)
+        then = self._lr_at_best
+        since = level - (first if math.isnan(then) else then)
+        return (
+            ratio,
+            below if below > -LR_CAP else -LR_CAP,
+            -LR_CAP if trend < -LR_CAP else (LR_CAP if trend > LR_CAP else trend),
+            -LR_CAP if since < -LR_CAP else (LR_CAP if since > LR_CAP else since),
+        )
 
     def remembered(self) -> list[float]:
         """The levels of the monitored values kept, and the features made of them (see ``Rule.remembered``)."""
@@ -365,13 +463,28 @@ class FeatureTracker:
         state.update((name, getattr(self, f"_{name}")) for name in _COUNTS)
         state.update((name, float_to_json(getattr(self, f"_{name}"))) for name in _FLOATS)
         state["features"] = [float_to_json(x) for x in self._features]
+        if self.lr_metric is not None:
+            lr: dict[str, Any] = {"levels": [float_to_json(x) for x in self._lr_levels]}
+            lr.update((name, float_to_json(getattr(self, f"_lr_{name}"))) for name in _LR_FLOATS)
+            state["lr"] = lr
         return state
 
     def load_state_dict(self, state: Any) -> None:
-        """Restore memory saved by :meth:`state_dict`; raises :class:`StateError` when it is corrupt."""
-        if not isinstance(state, Mapping) or set(state) != set(_STATE_FIELDS):
+        """Restore memory saved by :meth:`state_dict`; raises :class:`StateError` when it is corrupt.
+
+        A tracker with an ``lr_metric`` needs the ``"lr"`` memory too: a state saved by one without (an
+        earlier version's, or a policy without learning-rate features) is refused, and the other way round.
+        """
+        fields = (*_STATE_FIELDS, "lr") if self.lr_metric is not None else _STATE_FIELDS
+        if isinstance(state, Mapping) and set(state) == set(_STATE_FIELDS) and self.lr_metric is not None:
             raise StateError(
-                f"corrupt Monitor state: a policy's features need the fields {', '.join(_STATE_FIELDS)}, got {state!r}"
+                "corrupt Monitor state: this policy reads the learning rate, but the state has no 'lr' memory "
+                "(it was saved by a policy without learning-rate features, or by an earlier earlystop_core): "
+                "start the run's Monitor afresh or resume it with the policy it was saved with"
+            )
+        if not isinstance(state, Mapping) or set(state) != set(fields):
+            raise StateError(
+                f"corrupt Monitor state: a policy's features need the fields {', '.join(fields)}, got {state!r}"
             )
         history = state["history"]
         if not isinstance(history, list) or len(history) > HISTORY:
@@ -401,6 +514,7 @@ class FeatureTracker:
             raise StateError(f"corrupt Monitor state: a policy's 'features' must list {len(self.names)} numbers")
         floats = {name: _number(state[name], name) for name in _FLOATS}
         self._check_reachable(counts, floats)
+        lr = _lr_memory(state["lr"], min(seen, HISTORY)) if self.lr_metric is not None else None
         self._features = [_number(x, "features") for x in features]
         self._history = deque(records, maxlen=HISTORY)
         self._seen = seen
@@ -417,6 +531,11 @@ class FeatureTracker:
         self._acc_last = floats["acc_last"]
         self._acc_best = floats["acc_best"]
         self._acc_at_best = floats["acc_at_best"]
+        if lr is not None:
+            levels, lr_floats = lr
+            self._lr_levels = deque(levels, maxlen=HISTORY)
+            for name in _LR_FLOATS:
+                setattr(self, f"_lr_{name}", lr_floats[name])
 
     def _check_reachable(self, counts: dict[str, int], floats: dict[str, float]) -> None:
         """Refuse counters and levels no sequence of epochs leads to (a damaged state would change the features)."""
@@ -464,6 +583,40 @@ def check_metric_name(name: str, value: Any) -> str | None:
     if value is not None and (not isinstance(value, str) or not value):
         raise TypeError(f"{name!r} must be a metric name or None, got {value!r}")
     return value
+
+
+def _lr_level(rate: float) -> float:
+    return _log(rate) if rate > LOG_FLOOR else _FLOOR_LEVEL
+
+
+def _lr_memory(state: Any, count: int) -> tuple[list[float], dict[str, float]]:
+    """The learning-rate memory of a saved state (``count`` levels), or :class:`StateError` if no run leads to it."""
+    if not isinstance(state, Mapping) or set(state) != set(_LR_FIELDS):
+        raise StateError(f"corrupt Monitor state: a policy's 'lr' memory needs the fields {', '.join(_LR_FIELDS)}")
+    levels = state["levels"]
+    if not isinstance(levels, list) or len(levels) != count:
+        raise StateError(f"corrupt Monitor state: a policy's learning-rate levels must be a list of {count} numbers")
+    values = [_number(x, "learning-rate level") for x in levels]
+    floats = {name: _number(state[name], f"lr {name}") for name in _LR_FLOATS}
+    first, last, top, top_level, at_best = (floats[name] for name in _LR_FLOATS)
+    unset = next((k for k, x in enumerate(values) if not math.isnan(x)), len(values))  # the NaN prefix
+    if any(math.isnan(x) for x in values[unset:]):
+        raise StateError("corrupt Monitor state: a policy's learning-rate levels are NaN after a rate was logged")
+    if math.isnan(first):  # no rate logged yet
+        if unset != len(values) or any(not math.isnan(floats[name]) for name in _LR_FLOATS):
+            raise StateError("corrupt Monitor state: a policy's learning-rate memory holds a rate none was logged")
+        return values, floats
+    if unset == len(values):  # a rate once logged is carried: the last level is set
+        raise StateError("corrupt Monitor state: a policy's learning-rate levels are all NaN after a rate was logged")
+    if not (0.0 <= last <= top < math.inf) or top_level != _lr_level(top) or values[-1] != _lr_level(last):
+        raise StateError(
+            f"corrupt Monitor state: a policy's last and highest learning rates ({last!r}, {top!r}) do not match "
+            "its levels"
+        )
+    kept = [first, *values[unset:], *([] if math.isnan(at_best) else [at_best])]
+    if any(not _FLOOR_LEVEL <= x <= top_level for x in kept):
+        raise StateError("corrupt Monitor state: a policy's learning-rate levels are not within the rates logged")
+    return values, floats
 
 
 def _number(value: Any, what: str) -> float:

@@ -151,6 +151,7 @@ class _Recorder(Rule):
         self.tracker = tracker
         self.takes_log = tracker.log
         self.requires = frozenset(k for k in (tracker.train_metric, tracker.accuracy_metric) if k is not None)
+        self.optional = frozenset(() if tracker.lr_metric is None else (tracker.lr_metric,))
         self.reset()
 
     def reset(self) -> None:
@@ -196,6 +197,7 @@ def record_runs(
     log: bool = True,
     train_metric: str | None = None,
     accuracy_metric: str | None = None,
+    lr_metric: str | None = None,
     budgets: Mapping[str, int] | None = None,
     groups: Mapping[str, str] | None = None,
     monitor_options: Mapping[str, Any] | None = None,
@@ -211,6 +213,7 @@ def record_runs(
         log: Whether the features take the log of the monitored value.
         train_metric: Training-loss key for the ``train`` features (None: none).
         accuracy_metric: Validation-accuracy key for the ``accuracy`` features (None: none).
+        lr_metric: Learning-rate key for the ``lr`` features (None: none); runs may lack it.
         budgets: ``{run: max_epochs}`` for the ``budget`` features (None: none).
         groups: ``{run: group}`` (None: each run is its own group).
         monitor_options: Further Monitor settings, e.g. ``{"best_from_epoch": 3}``.
@@ -232,7 +235,7 @@ def record_runs(
             missing = target if target not in curve else monitor
             raise KeyError(f"run {run!r} has no metric {missing!r}; metrics: {', '.join(curve)}")
         budget = None if budgets is None else budgets[run]
-        tracker = FeatureTracker(log, budget, train_metric, accuracy_metric)
+        tracker = FeatureTracker(log, budget, train_metric, accuracy_metric, lr_metric)
         mon = Monitor(monitor=monitor, mode=mode, rule=_Recorder(tracker), restore_best_weights=True, **options)
         recorder = mon.rule
         assert isinstance(recorder, _Recorder)
@@ -556,6 +559,7 @@ def fit_recorded(
     log: bool = True,
     train_metric: str | None = None,
     accuracy_metric: str | None = None,
+    lr_metric: str | None = None,
     monitor: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> LearnedPolicy:
@@ -652,6 +656,7 @@ def fit_recorded(
         log=log,
         train_metric=train_metric,
         accuracy_metric=accuracy_metric,
+        lr_metric=lr_metric,
         monitor=monitor,
         info=info,
     )
@@ -669,6 +674,7 @@ def fit_policy(
     log: bool | None = None,
     train_metric: str | None = "loss",
     accuracy_metric: str | None = "val_accuracy",
+    lr_metric: str | None = "lr",
     budget: bool = True,
     features: Sequence[str] | None = None,
     monitor_options: Mapping[str, Any] | None = None,
@@ -712,6 +718,8 @@ def fit_policy(
         log: Features on ``log(value)``; default: when the metric is minimised and never negative.
         train_metric: Training-loss key; its features are used when every run has it.
         accuracy_metric: Validation-accuracy key; used when every run has it.
+        lr_metric: Learning-rate key; its features are used when any run logs it (a run without it, or an
+            epoch, counts as a constant rate: the policy then still decides logs without a rate).
         budget: Use budget features when ``runs_meta`` has an ``epochs`` column.
         features: The feature names to use (default: every one available).
         monitor_options: Further Monitor settings, e.g. ``{"best_from_epoch": 3}``.
@@ -762,6 +770,9 @@ def fit_policy(
         train = None  # not recorded in every run: no training-loss features
     if accuracy is not None and not all(accuracy in curve for curve in curves.values()):
         accuracy = None
+    rate = check_metric_name("lr_metric", lr_metric)
+    if rate is not None and not any(rate in curve for curve in curves.values()):
+        rate = None  # no run logs a rate: the rate features would be constant
     if groups is None and meta is not None and all("problem" in meta.get(run, {}) for run in curves):
         groups = {run: str(meta[run]["problem"]) for run in curves}
     budgets: dict[str, int] | None = None
@@ -778,6 +789,8 @@ def fit_policy(
             raise ValueError(f"train features need {train_metric!r} in every run's curve")
         if "accuracy" in wanted and accuracy is None:
             raise ValueError(f"accuracy features need {accuracy_metric!r} in every run's curve")
+        if "lr" in wanted and rate is None:
+            raise ValueError(f"learning-rate features need {lr_metric!r} in some run's curve")
     options = dict(monitor_options or {})
     records = record_runs(
         curves,
@@ -788,11 +801,12 @@ def fit_policy(
         log=log,
         train_metric=train,
         accuracy_metric=accuracy,
+        lr_metric=rate,
         budgets=budgets,
         groups=groups,
         monitor_options=options,
     )
-    tracker = FeatureTracker(log, 1 if budgets is not None else None, train, accuracy)
+    tracker = FeatureTracker(log, 1 if budgets is not None else None, train, accuracy, rate)
     return fit_recorded(
         records,
         tracker.names,
@@ -810,6 +824,7 @@ def fit_policy(
         log=log,
         train_metric=train,
         accuracy_metric=accuracy,
+        lr_metric=rate,
         monitor={"monitor": monitor, "mode": mode_resolved, **options},
         progress=progress,
     )

@@ -68,7 +68,17 @@ FORMAT = "earlystop_core.LearnedPolicy"
 #: The version of the saved format this module reads and writes.
 VERSION = 1
 _REQUIRED = ("features", "means", "scales", "weights", "bias", "threshold", "min_wait", "max_wait", "log")
-_OPTIONAL = ("format", "version", "families", "train_metric", "accuracy_metric", "monitor", "info", "checksum")
+_OPTIONAL = (
+    "format",
+    "version",
+    "families",
+    "train_metric",
+    "accuracy_metric",
+    "lr_metric",
+    "monitor",
+    "info",
+    "checksum",
+)
 
 
 class PolicyError(ValueError):
@@ -83,7 +93,10 @@ class LearnedPolicy(Rule):
     policy reads ``value``, ``best``, ``wait`` and ``improved`` as the Monitor
     passes them (signed: lower is better), and ``train_metric`` and
     ``accuracy_metric`` from the logs when its features use them (``requires``
-    names them, so the Monitor checks them before changing anything).
+    names them, so the Monitor checks them before changing anything), and
+    the learning rate ``lr_metric`` when its features use it and the logs
+    carry it (``optional`` names it: logs without it are decided as a
+    constant rate would be; see :mod:`earlystop_core.policy.features`).
 
     Args:
         features: The names of the features used, each in :data:`FEATURES`.
@@ -101,6 +114,7 @@ class LearnedPolicy(Rule):
         log: Whether the features take the log of the monitored value (a loss).
         train_metric: The training-loss key, when a ``train`` feature is used.
         accuracy_metric: The validation-accuracy key, when an ``accuracy`` feature is used.
+        lr_metric: The learning-rate key, when an ``lr`` feature is used.
         monitor: The Monitor settings the policy was fitted under, applied by
             ``Monitor(policy=...)`` and :meth:`make_monitor`, e.g.
             ``{"monitor": "val_loss", "mode": "min", "keep_best_by": "val_accuracy"}``.
@@ -127,6 +141,7 @@ class LearnedPolicy(Rule):
         log: bool = True,
         train_metric: str | None = "loss",
         accuracy_metric: str | None = "val_accuracy",
+        lr_metric: str | None = "lr",
         monitor: Mapping[str, Any] | None = None,
         info: Mapping[str, Any] | None = None,
     ) -> None:
@@ -161,14 +176,16 @@ class LearnedPolicy(Rule):
         self.needs_budget = "budget" in families
         self.train_metric = check_metric_name("train_metric", train_metric) if "train" in families else None
         self.accuracy_metric = check_metric_name("accuracy_metric", accuracy_metric) if "accuracy" in families else None
-        for family, key in (("train", self.train_metric), ("accuracy", self.accuracy_metric)):
+        self.lr_metric = check_metric_name("lr_metric", lr_metric) if "lr" in families else None
+        for family, key in (("train", self.train_metric), ("accuracy", self.accuracy_metric), ("lr", self.lr_metric)):
             if family in families and key is None:
                 raise ValueError(f"this policy uses {family} features: name the metric ({family}_metric=...)")
         self.requires = frozenset(k for k in (self.train_metric, self.accuracy_metric) if k is not None)
+        self.optional = frozenset(() if self.lr_metric is None else (self.lr_metric,))
         self.monitor = _json_object("monitor", monitor)
         self._info = json.dumps(_json_object("info", info))  # immutable: copies of the policy share it
         budget = (self.max_epochs or 1) if self.needs_budget else None  # unbound: never used, see _unbound
-        self._tracker = FeatureTracker(self.log, budget, self.train_metric, self.accuracy_metric)
+        self._tracker = FeatureTracker(self.log, budget, self.train_metric, self.accuracy_metric, self.lr_metric)
         self._step = self._tracker.step
         self._unbound = self.needs_budget and self.max_epochs is None
         # The hot path: one weight per tracked feature (0 for unused ones), the standardisation folded in.
@@ -310,7 +327,7 @@ class LearnedPolicy(Rule):
         """
         saved = {key: value for key, value in self.to_json().items() if key != "checksum"}  # the names change
         data = dict(saved)
-        for field in ("train_metric", "accuracy_metric"):
+        for field in ("train_metric", "accuracy_metric", "lr_metric"):
             if data.get(field) in names:
                 data[field] = names[data[field]]
         return self if data == saved else type(self).from_json(data, max_epochs=self.max_epochs)
@@ -344,6 +361,9 @@ class LearnedPolicy(Rule):
             "log": self.log,
             "train_metric": self.train_metric,
             "accuracy_metric": self.accuracy_metric,
+            # Only when used: the spec of a policy without rate features is as it was before they existed
+            # (a Monitor state saved with it still loads).
+            **({} if self.lr_metric is None else {"lr_metric": self.lr_metric}),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -411,6 +431,7 @@ class LearnedPolicy(Rule):
                 log=data["log"],
                 train_metric=data.get("train_metric"),
                 accuracy_metric=data.get("accuracy_metric"),
+                lr_metric=data.get("lr_metric"),
                 monitor=data.get("monitor"),
                 info=data.get("info"),
             )

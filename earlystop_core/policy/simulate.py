@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from earlystop_core.policy.features import LOG_FLOOR
+from earlystop_core.policy.features import LOG_FLOOR, LR_CAP, LR_CONSTANT
 from earlystop_core.policy.learned import LearnedPolicy
 
 __all__ = ["BLOCK", "first_stops"]
@@ -85,7 +85,9 @@ def first_stops(
             rule is passed is the value at the last such epoch (None before the first).
         reset: Whether the epoch set the Monitor's ``wait`` back to 0 (an adoption beating the
             baseline); ``wait`` counts the epochs since, or since ``start`` (this one included).
-        logs: ``{metric: (rows, runs)}`` for each metric in ``policy.requires``.
+        logs: ``{metric: (rows, runs)}`` for each metric in ``policy.requires``, and for its learning
+            rate (``policy.optional``) when the runs log it: NaN where an epoch does not (a missing
+            array: no epoch does).
         limit: Per run, the rows that matter (its epochs, up to a guard or threshold that ends it);
             rows past it are never computed.
         earliest: The first row that may stop (the Monitor stops only once a best exists).
@@ -166,6 +168,12 @@ class _Trackers:
         self.low = np.full(2 * count, np.inf)
         self.low_row = np.full(2 * count, -1, dtype=np.int64)
         self.acc_first = np.zeros(count)
+        # The learning rate, per run: the last rate (raw) and its level, the highest (raw and level), the
+        # first level and the level at b, NaN until a rate is logged; per row, the carried levels.
+        self.lr = policy.lr_metric
+        if self.lr is not None:
+            self.lr_state = np.full((6, count), np.nan)
+            self.lr_rows = np.full((rows, count), np.nan)
 
     def columns(self, cols: IntArray, copies: int) -> IntArray:
         """The state columns of runs ``cols`` in ``copies`` side-by-side arrays of ``count`` columns."""
@@ -263,6 +271,8 @@ class _Trackers:
             columns += [epoch / budget, np.where(left > 0, self.log1p[np.maximum(left, 0)], 0.0), wait / budget]
         if self.train or self.accuracy:
             columns += self._records(cols, row, carried[:, width:], at_best[:, width:], level, first)
+        if self.lr is not None:
+            columns += self._rates(cols, first, logs.get(self.lr), inside, at)
         total = _weighted_sum(self.weights, columns, value.shape)
         logit = self.bias + total
         may: BoolArray = ~adopted & (epoch != 0) & (wait >= policy.min_wait)
@@ -298,6 +308,44 @@ class _Trackers:
                 high,
             ]
         return features
+
+    def _rates(
+        self, cols: IntArray, first: int, rates: FloatArray | None, inside: BoolArray, at: IntArray
+    ) -> list[FloatArray]:
+        """The ``lr`` features: the rate carried over epochs without one (NaN until one is logged)."""
+        height, width = inside.shape
+        state = self.lr_state[:, cols]  # last, last level, highest, highest level, first level, level at b
+        stored = slice(first, first + height)
+        if rates is None and np.isnan(state[0]).all():  # no rate logged yet, none in these rows
+            self.lr_rows[stored, cols] = np.nan
+            self.lr_state[5, cols] = np.where(inside[-1], np.nan, state[5])
+            return [np.full((height, width), value) for value in LR_CONSTANT]
+        raw = np.full((height, width), np.nan) if rates is None else np.where(rates < math.inf, rates, np.nan)
+        given = ~np.isnan(raw)
+        levels = np.full_like(raw, np.nan)
+        above = given & (raw > LOG_FLOOR)
+        levels[above] = _log(raw[above])
+        levels[given & ~above] = _FLOOR_LEVEL
+        rate = _carry(raw, state[0], fill=math.nan)
+        level = _carry(levels, state[1], fill=math.nan)
+        top = _running(np.fmax, state[2], rate)
+        top_level = _running(np.fmax, state[3], level)
+        logged = ~np.isnan(level)
+        first_row = np.argmax(logged, axis=0)  # the first row with a rate, where none was before
+        first_level = np.where(np.isnan(state[4]), _take(level, first_row[None])[0], state[4])
+        self.lr_rows[stored, cols] = level
+        # At b: the level of this block's anchor row, or the one kept (NaN: no rate logged by then).
+        at_best = np.where(inside, _take(level, at), state[5])
+        self.lr_state[:, cols] = [rate[-1], level[-1], top[-1], top_level[-1], first_level, at_best[-1]]
+        then = self.lr_rows[np.ix_(np.maximum(self.rows[first : first + height, 0] - 10, 0), cols)]
+        trend = level - np.where(np.isnan(then), first_level, then)
+        since = level - np.where(np.isnan(at_best), first_level, at_best)
+        return [
+            np.where(logged, np.where(top > 0.0, rate / top, 1.0), LR_CONSTANT[0]),
+            np.where(logged, np.maximum(level - top_level, -LR_CAP), LR_CONSTANT[1]),
+            np.where(logged, np.clip(trend, -LR_CAP, LR_CAP), LR_CONSTANT[2]),
+            np.where(logged, np.clip(since, -LR_CAP, LR_CAP), LR_CONSTANT[3]),
+        ]
 
 
 def _levels(values: FloatArray, log: bool) -> FloatArray:
@@ -335,12 +383,12 @@ def _log(values: FloatArray) -> FloatArray:
     return result
 
 
-def _carry(values: FloatArray, before: FloatArray) -> FloatArray:
-    """Each NaN replaced by the last non-NaN value above it in its column, else ``before``'s, else 0.0."""
+def _carry(values: FloatArray, before: FloatArray, fill: float = 0.0) -> FloatArray:
+    """Each NaN replaced by the last non-NaN value above it in its column, else ``before``'s, else ``fill``."""
     missing = np.isnan(values)
     if not missing.any():
         return values
-    stacked = np.concatenate([np.where(np.isnan(before), 0.0, before)[None], values])
+    stacked = np.concatenate([np.where(np.isnan(before), fill, before)[None], values])
     rows = np.arange(len(stacked))[:, None]
     last = _running(np.maximum, np.zeros(values.shape[1], dtype=np.int64), np.where(np.isnan(stacked), 0, rows))
     return _take(stacked, last)[1:]

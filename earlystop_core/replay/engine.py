@@ -58,6 +58,7 @@ from earlystop_core.policy.learned import LearnedPolicy
 from earlystop_core.policy.simulate import first_stops
 from earlystop_core.replay.bank import Bank, Curves
 from earlystop_core.replay.scalar import ON_ERROR, RunResult, Summary, check_replayable, replay
+from earlystop_core.rules.base import Rule
 
 __all__ = ["ENGINES", "ENGINE_SUPPORT", "Evaluation", "evaluate", "fallback_reason"]
 
@@ -336,6 +337,11 @@ def _sparse_reason(bank: Bank, config: MonitorConfig) -> str | None:
     read += [config.keep_best_by] if config.keep_best_by is not None else []
     read += sorted(config.rule.requires) if config.rule is not None else []
     sparse = [name for name in read if name in bank.missing and bank.missing[name].any()]
+    if config.rule is not None:  # an optional metric may be missing (the rule carries the last value) ...
+        for name in sorted(config.rule.optional):
+            with np.errstate(invalid="ignore"):
+                if name in bank.values and (bank.values[name] < 0.0).any():  # ... but not negative
+                    return f"{name!r} is negative at some epoch: the Monitor itself replays the error it raises"
     if sparse and sparse[0] == config.monitor and _validated(bank, config) is not None:
         return None  # the engine replays the validation checks alone
     if sparse:
@@ -460,7 +466,7 @@ def _evaluate_vectorised(
     with np.errstate(all="ignore"):  # float32 overflow to inf and NaN arithmetic are intended
         signal = _signal(_epoch_major(decided, key), decided.lengths, config, step)
         keep32 = None if config.keep_best_by is None else _keep_values(decided, config, step)
-        logs = None if config.rule is None else {name: _epoch_major(decided, name) for name in config.rule.requires}
+        logs = None if config.rule is None else _policy_logs(decided, config.rule)
         stop, stopped, best = _decide(signal, decided.lengths, config, engine == "scan", step, keep32, logs)
     work = _scratch(bank)
     if compact is not None:  # back from validation checks to epochs; a run that did not stop ran to its end
@@ -558,6 +564,13 @@ def _joined(parts: list[Evaluation]) -> Evaluation:
     return Evaluation(runs=runs, **arrays, engine=parts[0].engine, reason=parts[0].reason)
 
 
+def _policy_logs(bank: Bank, policy: Rule) -> dict[str, FloatArray]:
+    """The metrics a learned policy reads besides the monitored one: those it requires, and the optional
+    ones (a learning rate) the bank logs, NaN at epochs without them."""
+    names = [*policy.requires, *(name for name in policy.optional if name in bank.values)]
+    return {name: _epoch_major(bank, name) for name in names}
+
+
 def _epoch_major(bank: Bank, name: str) -> FloatArray:
     """The metric as (epochs, runs), contiguous (free for a bank built by :meth:`Bank.from_curves`)."""
     width = bank.max_epochs
@@ -594,13 +607,14 @@ def _failure(
         return ValueError("the curve has no epochs")
     assert isinstance(config.monitor, str)
     if not has_key and config.on_missing == "raise":
-        return MissingMetricError(config.monitor, names)
+        return MissingMetricError(config.monitor, _logged_at(bank, row, 0))
     rule = config.rule
+    logged = _logged_at(bank, row, _first_logged(bank, row, config.monitor))  # where the Monitor raises
     if has_key and rule is not None:  # the Monitor checks a rule's inputs before it reads keep_best_by
         for name in rule.requires:
             if name not in names:
                 fix = f"The stopping rule reads it at every epoch (it requires {', '.join(sorted(rule.requires))})."
-                return MissingMetricError(name, names, fix)
+                return MissingMetricError(name, logged, fix)
     refused = None
     if has_key and rule is not None and negative < n:
         value = float(bank.values[config.monitor][row, negative])
@@ -610,7 +624,7 @@ def _failure(
         if negative == 0:
             return refused
     if has_key and config.keep_best_by is not None and config.keep_best_by not in names:
-        return missing_keep_metric(config.keep_best_by, names, config.monitor)
+        return missing_keep_metric(config.keep_best_by, logged, config.monitor)
     if refused is not None:
         return refused
     if reference is not None and reference not in names:
@@ -618,6 +632,23 @@ def _failure(
     if reference is None and not has_key:
         return KeyError(config.monitor)
     return ValueError(f"no finite value among {n} epoch(s): there is no best epoch")
+
+
+def _logged_at(bank: Bank, row: int, epoch: int) -> list[str]:
+    """The metrics a run logged at an epoch: the keys of the logs the Monitor was given there (its error names
+    them)."""
+    return [
+        name
+        for name in bank.values
+        if bank.present[name][row] and not (name in bank.missing and bank.missing[name][row, epoch])
+    ]
+
+
+def _first_logged(bank: Bank, row: int, name: str) -> int:
+    """The first epoch a run logged a metric at (0 when it logs it at every epoch)."""
+    if name not in bank.missing:
+        return 0
+    return int(np.argmin(bank.missing[name][row, : int(bank.lengths[row])]))
 
 
 def _first_true(mask: BoolArray, default: int | IntArray) -> IntArray:
@@ -969,6 +1000,6 @@ def _policy_stops(
     reset = adopted if config.baseline is None else np.zeros_like(adopted)
     if config.baseline is not None:
         reset[offset:] = _resets(config, tracked, improves, first, work)
-    inputs = {name: logs[name][start:] for name in policy.requires}
+    inputs = {name: logs[name][start:] for name in (*policy.requires, *policy.optional) if name in logs}
     stops = first_stops(policy, start, tracked[start:], adopted, reset, inputs, limit - start, offset)
     return np.where(stops < width - start, stops + start, width)

@@ -50,6 +50,9 @@ class Rule(abc.ABC):
     #: Monitor checks them before it changes anything, so a bad epoch raises
     #: without leaving the monitor half-updated.
     requires: frozenset[str] = frozenset()
+    #: Metrics the rule reads when the logs carry them (a learning rate): absent at any epoch, or NaN, they
+    #: are passed over; present, the Monitor checks first that each is a number >= 0.
+    optional: frozenset[str] = frozenset()
     #: Whether the rule takes logarithms of the value it sees (which must then be >= 0).
     takes_log: bool = False
     #: Whether its decisions follow from the logged metrics alone, so that replaying recorded logs
@@ -98,7 +101,7 @@ class Rule(abc.ABC):
         Raises:
             ValueError: The rule reads a metric ``names`` renames, and cannot follow it.
         """
-        clash = sorted(self.requires & set(names))
+        clash = sorted((self.requires | self.optional) & set(names))
         if clash:
             raise ValueError(
                 f"{self!r} reads {clash[0]!r} itself and cannot read it as {names[clash[0]]!r}: "
@@ -211,6 +214,7 @@ class _Composite(Rule):
             parts.extend(rule.rules if isinstance(rule, _Composite) and type(rule) is type(self) else [rule])
         self.rules = tuple(parts)
         self.requires = frozenset().union(*(rule.requires for rule in parts))
+        self.optional = frozenset().union(*(rule.optional for rule in parts))
         self.takes_log = any(rule.takes_log for rule in parts)
         self.replayable = all(rule.replayable for rule in parts)
         self.stops_on_improvement = self._combine(rule.stops_on_improvement for rule in parts)
