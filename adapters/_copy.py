@@ -25,9 +25,9 @@ GRAIN = 32768  # at::internal::GRAIN_SIZE: a copy of fewer elements runs on the 
 
 
 class AdaptiveCopy:
-    """A prepared copy of ``sources`` into ``targets`` (CPU tensors of equal shapes), run with :meth:`run`.
+    """A prepared copy of ``sources`` into ``targets`` (CPU tensors of equal shapes), run with `run`.
 
-    Both ways are views made here, so :meth:`run` allocates nothing.
+    Both ways are views made here, so `run` allocates nothing.
 
     Args:
         targets: Where to copy.

@@ -1,11 +1,11 @@
 """The best weights in one file: written atomically, owned by one run, checked when read.
 
-A :class:`DiskSnapshot` writes one file, ``torch.load(path, weights_only=True)``
+A `DiskSnapshot` writes one file, ``torch.load(path, weights_only=True)``
 loadable, with the sections, the run that wrote it, the epoch, and a SHA-256
 checksum of it all (layout in ``docs/torch.md``). It is written to a
 temporary file in the same directory, fsynced, and renamed over the target
 (``os.replace``), then the directory is fsynced: the file is always a whole
-snapshot. A lock file beside it (:mod:`._lock`) keeps other runs off the
+snapshot. A lock file beside it (`._lock`) keeps other runs off the
 path, and reading it back checks the run, the epoch and the checksum, so
 neither another run's weights nor a damaged file is restored silently.
 """
@@ -65,7 +65,7 @@ class DiskSnapshot:
         self._lock.acquire()
 
     def capture(self, sections: Sections, epoch: int | None = None) -> None:
-        """Write ``sections`` as ``epoch``'s to a temporary file, fsync it, and rename it over :attr:`path`.
+        """Write ``sections`` as ``epoch``'s to a temporary file, fsync it, and rename it over `path`.
 
         If this raises (a full disk), the previous file is whole and still the snapshot.
         """
@@ -103,7 +103,7 @@ class DiskSnapshot:
         self.captured, self.epoch, self._checksum = False, None, None
 
     def close(self) -> None:
-        """Release the lock on :attr:`path` (the file stays); the next capture takes it again."""
+        """Release the lock on `path` (the file stays); the next capture takes it again."""
         self._lock.release()
 
 

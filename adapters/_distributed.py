@@ -43,7 +43,7 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def watched_metrics(monitor: Monitor) -> tuple[str, ...]:
-    """The names of the logs the monitor reads (:attr:`Monitor.metrics`): what the ranks must agree on.
+    """The names of the logs the monitor reads (`Monitor.metrics`): what the ranks must agree on.
 
     Examples:
         >>> from earlystop_core import Patience, PQ, ReduceLROnPlateau

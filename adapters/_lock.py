@@ -6,7 +6,7 @@ best epoch. So the stopper that writes ``best.pt`` first creates
 ``best.pt.lock`` with ``O_CREAT | O_EXCL`` (atomic: of two creators, one
 wins) and writes into it who holds it: pid, host and run id, as JSON. Another
 stopper, in this process or another, finds the lock and refuses with a
-:class:`SnapshotInUseError` naming the holder and the fixes.
+`SnapshotInUseError` naming the holder and the fixes.
 
 The lock is released by ``EarlyStopper.close()`` (and so by the end of a
 ``with`` block), or when the stopper is garbage-collected or the interpreter

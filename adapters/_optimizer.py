@@ -46,7 +46,7 @@ def split(state: Mapping[int, Mapping[str, Any]]) -> tuple[Tensors, dict[int, di
 
 
 def join(tensors: Mapping[tuple[int, str], torch.Tensor], others: Mapping[int, Mapping[str, Any]]) -> dict[int, Any]:
-    """:func:`split` undone, each tensor cloned (an optimizer must not share a snapshot's memory).
+    """`split` undone, each tensor cloned (an optimizer must not share a snapshot's memory).
 
     Examples:
         >>> join({(0, "step"): torch.tensor(3.0)}, {0: {"note": None}})

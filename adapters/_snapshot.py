@@ -5,10 +5,10 @@ A snapshot holds named *sections*, each a flat mapping of keys to tensors:
 optimizer's per-parameter tensors). Both are captured, loaded and restored
 as one unit, tagged with the epoch they come from.
 
-A :class:`FlatSnapshot` packs every tensor into one contiguous buffer per
+A `FlatSnapshot` packs every tensor into one contiguous buffer per
 (device, dtype), allocated at the first capture. Each later capture copies
 into views of those buffers and allocates nothing: on CPU with an
-:class:`~._copy.AdaptiveCopy` (near the speed of one flat copy of the same
+`AdaptiveCopy` (near the speed of one flat copy of the same
 bytes, on a busy machine too: ``docs/torch.md``); to or from an accelerator
 with one ``torch._foreach_copy_`` (fused kernels), into pinned memory without
 blocking the host for a CPU copy. Tied tensors are stored once, views keep each source's
@@ -18,7 +18,7 @@ the layout changes (the first capture, a model moved to another dtype), the
 new buffers are allocated and filled before the old ones are let go: an
 allocation that fails (out of memory) leaves the previous snapshot whole.
 
-The file on disk is :mod:`._disk`'s; :func:`._stores.make_store` picks one.
+The file on disk is `._disk`'s; `._stores.make_store` picks one.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ Sections = Mapping[str, Mapping[Any, torch.Tensor]]
 class SnapshotError(StateError):
     """A snapshot that must not be restored: its file is damaged, gone, or another run's.
 
-    A :class:`~earlystop_core.StateError` (so a ``ValueError``): like a saved
+    A [`StateError`][earlystop_core.StateError] (so a ``ValueError``): like a saved
     state that does not fit, it is refused before anything is changed.
     """
 
@@ -89,7 +89,7 @@ class FlatSnapshot:
     def capture(self, sections: Sections, epoch: int | None = None) -> None:
         """Copy ``sections`` into the buffers (allocated only when their layout is new), as ``epoch``'s.
 
-        If this raises, :attr:`captured` is False or the previous snapshot is whole.
+        If this raises, `captured` is False or the previous snapshot is whole.
         """
         sources, signature = _distinct(sections)
         layout = self._layout
@@ -266,7 +266,7 @@ def cpu_copies(tensors: Mapping[Any, torch.Tensor]) -> dict[Any, torch.Tensor]:
 
 
 def check_sections(sections: Sections, like: Sections) -> None:
-    """Raise a ``ValueError`` unless ``sections`` has the sections of ``like``, each fitting (:func:`check_fits`)."""
+    """Raise a ``ValueError`` unless ``sections`` has the sections of ``like``, each fitting (`check_fits`)."""
     if sections.keys() != like.keys():
         raise ValueError(f"the snapshot has the sections {sorted(sections)}, not {sorted(like)}")
     for name, part in sections.items():

@@ -1,4 +1,4 @@
-"""The store an ``EarlyStopper`` keeps its best weights in: memory (:mod:`._snapshot`) or a file (:mod:`._disk`)."""
+"""The store an ``EarlyStopper`` keeps its best weights in: memory (`._snapshot`) or a file (`._disk`)."""
 
 from __future__ import annotations
 

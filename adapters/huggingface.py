@@ -1,6 +1,6 @@
 """Hugging Face ``Trainer`` binding: ``EarlyStoppingCallback``, deciding at every evaluation with a Monitor.
 
-All decisions are the Monitor's; the PyTorch :class:`~earlystop_core.adapters.torch.EarlyStopper`
+All decisions are the Monitor's; the PyTorch [`EarlyStopper`][adapters.torch.EarlyStopper]
 keeps the best weights (in memory, no checkpoint needed) and restores them when training ends.
 This callback only reads the evaluation metrics, asks the Trainer to stop, and carries its state
 through the Trainer's checkpoints.
@@ -45,7 +45,7 @@ class EarlyStoppingCallback(TrainerCallback, ExportableState):
             name; the Monitor's ``patience``). Default 1, as Hugging Face's.
         early_stopping_threshold: The improvement that counts (the Monitor's ``min_delta``, Keras's
             rule: a best moves only by more than it, so small steps add up; see the migration guide).
-        monitor: The metric (``"eval_loss"``), or a ready :class:`~earlystop_core.Monitor`. By default
+        monitor: The metric (``"eval_loss"``), or a ready [`Monitor`][earlystop_core.Monitor]. By default
             ``metric_for_best_model`` of the ``TrainingArguments`` (``eval_`` prepended, its direction
             ``greater_is_better``), else ``"eval_loss"``.
         restore_best_weights: Keep the best weights and load them back at the end of training.
@@ -55,7 +55,7 @@ class EarlyStoppingCallback(TrainerCallback, ExportableState):
 
     Resuming (``trainer.train(resume_from_checkpoint=...)``) continues the decisions where the
     checkpoint left them: the Monitor's state travels in the checkpoint's ``trainer_state.json``
-    (``stateful_callbacks``) and the best weights in :data:`BEST_FILE` beside it; no
+    (``stateful_callbacks``) and the best weights in `BEST_FILE` beside it; no
     ``restore_callback_states_from_checkpoint`` is needed.
     """
 

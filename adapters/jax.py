@@ -1,6 +1,6 @@
 """JAX binding: ``EarlyStopper`` for Flax / optax loops, keeping the best pytree (parameters or a train state).
 
-Every decision is the :class:`~earlystop_core.Monitor`'s; the stopper keeps a
+Every decision is the [`Monitor`][earlystop_core.Monitor]'s; the stopper keeps a
 copy of the pytree at each improvement and hands the best one back at the end.
 """
 
@@ -23,13 +23,13 @@ class EarlyStopper:
     """Early stopping for a JAX training loop: a Monitor, and the best pytree kept.
 
     Args:
-        monitor: A :class:`~earlystop_core.Monitor`, or the metric to watch, with the Monitor's
+        monitor: A [`Monitor`][earlystop_core.Monitor], or the metric to watch, with the Monitor's
             other arguments as keywords (``patience=5``, ``restore_best_weights=True``...).
         snapshot: Where the best pytree is kept: ``"device"`` (a copy beside the live one: safe when
             the training step donates its buffers) or ``"host"`` (numpy copies in host memory: frees
             accelerator memory).
 
-    Pass any pytree to :meth:`step`: the parameters, or a whole train state (then the optimizer's
+    Pass any pytree to `step`: the parameters, or a whole train state (then the optimizer's
     state comes back with the weights). Copies are taken only with ``restore_best_weights=True``.
 
     Examples:
@@ -74,7 +74,8 @@ class EarlyStopper:
     def result(self, tree: Any) -> Any:
         """The pytree to end training with: the best one when the Monitor says restore, else ``tree``.
 
-        Call it after the loop (it calls :meth:`Monitor.finish` when training ran to its end).
+        Call it after the loop (it calls [`Monitor.finish`][earlystop_core.Monitor.finish] when training ran to its
+        end).
         """
         decision = self.monitor.finish() if self.monitor.stopped_epoch is None else None
         restore = self.monitor.restore_best_weights and (decision is None or decision.restore)
@@ -99,7 +100,7 @@ class EarlyStopper:
         return {"format": FORMAT, "version": VERSION, "monitor": self.monitor.state_dict(), "best": best}
 
     def load_state_dict(self, state: Mapping[str, Any], like: Any) -> None:
-        """Resume from :meth:`state_dict`; ``like`` is the live pytree the saved best must match.
+        """Resume from `state_dict`; ``like`` is the live pytree the saved best must match.
 
         Everything is checked (format, the Monitor's state, the best pytree's structure, shapes
         and dtypes against ``like``) before anything changes.

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class _Attribute:
-    """One of Keras's public attributes on the callback, by its own name (read by :meth:`read`)."""
+    """One of Keras's public attributes on the callback, by its own name (read by `read`)."""
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -89,7 +89,7 @@ class _Report(_Attribute):
 class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
     """Stop training when a monitored metric stops improving, as Keras's ``EarlyStopping`` does.
 
-    Pass a :class:`~earlystop_core.Monitor`, or exactly the keyword arguments
+    Pass a [`Monitor`][earlystop_core.Monitor], or exactly the keyword arguments
     of ``keras.callbacks.EarlyStopping`` (the same epochs run and the same
     restored weights), plus any other Monitor option (``stopping_threshold``,
     ``rule``, ``plateau``...). Best weights come back at the end of training
@@ -106,7 +106,7 @@ class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
     Assigning a setting rebuilds the Monitor with it (checked at once; during
     training the progress carries over), so it takes effect from the next
     epoch; an assigned ``best`` or ``wait`` reaches the Monitor at the next
-    epoch end. The Monitor making the decisions is :attr:`core`.
+    epoch end. The Monitor making the decisions is `core`.
 
     Examples:
         >>> import numpy as np
@@ -262,12 +262,12 @@ class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def state_dict(self) -> dict[str, Any]:
         """The monitor's state (strict JSON) and the kept best weights (numpy arrays), for checkpoints.
 
-        Resume with :meth:`load_state_dict` before ``model.fit(..., initial_epoch=N)``.
+        Resume with `load_state_dict` before ``model.fit(..., initial_epoch=N)``.
         """
         return {"monitor": self.core.state_dict(), "best_weights": self.best_weights}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from :meth:`state_dict` in the next ``fit`` (applied right after its reset).
+        """Continue from `state_dict` in the next ``fit`` (applied right after its reset).
 
         The state is checked now: the monitor's part against this callback's
         Monitor (loaded into a copy of it), the best weights against the

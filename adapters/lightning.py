@@ -4,7 +4,7 @@ A subclass of Lightning's ``EarlyStopping``, so the Trainer treats it as its
 early-stopping callback (``trainer.early_stopping_callback``, checked after
 the LightningModule's own hooks), with Lightning's arguments, attributes and
 checkpoint ``state_key``. Every decision is the Monitor's; the PyTorch
-:class:`~earlystop_core.adapters.torch.EarlyStopper` keeps the best weights
+[`EarlyStopper`][adapters.torch.EarlyStopper] keeps the best weights
 and restores them when training ends. The class follows the Lightning
 installed: ``lightning.pytorch`` when importable (or already imported), else
 ``pytorch_lightning``.
@@ -41,7 +41,7 @@ _LightningEarlyStopping: Any = object
 
 
 class _Deciding(_LightningEarlyStopping):  # type: ignore[misc]
-    """Lightning's ``EarlyStopping``, deciding with a :class:`~earlystop_core.Monitor`.
+    """Lightning's ``EarlyStopping``, deciding with a [`Monitor`][earlystop_core.Monitor].
 
     Lightning's arguments mean what they mean there (the same stop epoch);
     ``monitor`` may also be a ready Monitor. Ours besides: ``restore_best_weights``
@@ -49,10 +49,10 @@ class _Deciding(_LightningEarlyStopping):  # type: ignore[misc]
     ``snapshot`` (``"device"``, ``"cpu"`` or ``"disk"`` with ``path``) and any
     other Monitor argument (``policy=``, ``rule=``, ``keep_best_by=``,
     ``best_from_epoch=``, ``smoothing=``...). Patience counts validation checks,
-    as Lightning's does. The Monitor is :attr:`core`; Lightning's
+    as Lightning's does. The Monitor is `core`; Lightning's
     ``wait_count``, ``best_score``, ``stopped_epoch`` and ``stopping_reason``
     follow it (a stop by a rule or a time budget reads ``PATIENCE_EXHAUSTED``
-    there; :attr:`core` has the exact reason).
+    there; `core` has the exact reason).
     """
 
     _reasons: Any  # the flavour's EarlyStoppingReason
@@ -155,7 +155,7 @@ class _Deciding(_LightningEarlyStopping):  # type: ignore[misc]
         return {**super().state_dict(), "earlystop": ours}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Resume from :meth:`state_dict` (a checkpoint of Lightning's own callback loads its fields only)."""
+        """Resume from `state_dict` (a checkpoint of Lightning's own callback loads its fields only)."""
         ours = state_dict.get("earlystop")
         if ours is not None:
             if self._stopper is not None:

@@ -22,7 +22,7 @@ VALUE = "value"
 
 
 class MonitorPruner(optuna.pruners.BasePruner):
-    """Prune a trial when a :class:`~earlystop_core.Monitor` fed its reported values says stop.
+    """Prune a trial when a [`Monitor`][earlystop_core.Monitor] fed its reported values says stop.
 
     Args:
         monitor: A ready Monitor (copied for each replay; its metric name and mode are used), or None to
@@ -32,7 +32,7 @@ class MonitorPruner(optuna.pruners.BasePruner):
             ``mode`` follows the study's direction unless given.
 
     Patience counts reports, whatever their steps. A reported NaN or infinity prunes the trial
-    (``check_finite``; Optuna's ``WilcoxonPruner`` fails on NaN), and :meth:`finish` gives the
+    (``check_finite``; Optuna's ``WilcoxonPruner`` fails on NaN), and `finish` gives the
     trial its best reported value instead of its last.
 
     Examples:

@@ -20,7 +20,7 @@ __all__ = ["MonitorStopper"]
 
 
 class MonitorStopper(tune.Stopper):
-    """Stop each Ray Tune trial when its own :class:`~earlystop_core.Monitor` says stop.
+    """Stop each Ray Tune trial when its own [`Monitor`][earlystop_core.Monitor] says stop.
 
     Args:
         metric: The reported metric to watch (or pass a ready ``Monitor`` as ``monitor``).

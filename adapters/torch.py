@@ -1,6 +1,6 @@
 """PyTorch glue: snapshot on ``Decision.improved``, restore on ``Decision.restore``, apply ``Decision.lr``.
 
-Every decision is the core :class:`~earlystop_core.Monitor`'s; see
+Every decision is the core [`Monitor`][earlystop_core.Monitor]'s; see
 ``docs/torch.md`` for the snapshot modes, resuming, distributed training, and
 what is guaranteed when something fails: a step whose snapshot fails is
 undone, a refused state changes nothing, and a snapshot file that is damaged
@@ -37,13 +37,13 @@ class EarlyStopper:
 
     Args:
         model: The model whose ``state_dict`` is snapshotted and restored in place.
-        monitor: A :class:`~earlystop_core.Monitor`, or the metric to watch,
+        monitor: A [`Monitor`][earlystop_core.Monitor], or the metric to watch,
             with the Monitor's other arguments as keywords (``patience=5``...).
         optimizer: Needed to apply a ``plateau``'s learning rates and to snapshot its state.
         snapshot: ``"device"`` (a copy beside the weights: fastest), ``"cpu"``
             (frees accelerator memory; pinned, non-blocking) or ``"disk"`` (a file at ``path``).
         path: The file for ``snapshot="disk"``; with several ranks it must contain ``{rank}``.
-            A lock file beside it (``best.pt.lock``) keeps other runs off it until :meth:`close`.
+            A lock file beside it (``best.pt.lock``) keeps other runs off it until `close`.
         snapshot_optimizer: Keep and restore the optimizer's state with the weights.
         restore_on_exception: Restore the best weights also when the ``with`` block raises.
         sync: Under ``torch.distributed``: ``"reduce"`` (decide on the mean of the
@@ -258,7 +258,7 @@ class EarlyStopper:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume from :meth:`state_dict`: the monitor where it was, the same best weights.
+        """Resume from `state_dict`: the monitor where it was, the same best weights.
 
         Everything is checked (format, keys, each best tensor's shape and
         dtype against this model, the optimizer's part, the monitor's state)

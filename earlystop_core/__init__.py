@@ -1,7 +1,7 @@
 """earlystop_core: a framework-agnostic early-stopping engine.
 
-Feed one dict of metrics per epoch to a :class:`Monitor`; it returns a
-:class:`Decision`: continue or stop, snapshot now, restore the best weights.
+Feed one dict of metrics per epoch to a [`Monitor`][earlystop_core.Monitor]; it returns a
+[`Decision`][earlystop_core.Decision]: continue or stop, snapshot now, restore the best weights.
 
 Examples:
     >>> from earlystop_core import Monitor

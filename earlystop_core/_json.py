@@ -4,7 +4,7 @@ Every saved state is ``{"format", "version", "config", "state", "checksum"}``.
 Loading checks the envelope once, here, for the Monitor and ReduceLROnPlateau
 alike: the format, the version, and that the saving object was configured
 exactly as the loading one (naming each difference); once the fields have been
-checked, the checksum (:func:`check_seal`) catches damage they cannot.
+checked, the checksum (`check_seal`) catches damage they cannot.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def float_to_json(value: float | None) -> float | str | None:
 
 
 def float_from_json(value: Any, what: str) -> float | None:
-    """The inverse of :func:`float_to_json`; ``what`` names the field in errors.
+    """The inverse of `float_to_json`; ``what`` names the field in errors.
 
     Examples:
         >>> float_from_json("nan", "best")
@@ -52,7 +52,7 @@ def float_from_json(value: Any, what: str) -> float | None:
 
 
 def floats_from_json(values: list[Any], what: str) -> list[float]:
-    """A saved list of numbers read back with :func:`float_from_json`; a null in it is corrupt, not skipped.
+    """A saved list of numbers read back with `float_from_json`; a null in it is corrupt, not skipped.
 
     Examples:
         >>> floats_from_json([0.5, "inf"], "recent")
@@ -69,7 +69,7 @@ def floats_from_json(values: list[Any], what: str) -> list[float]:
 
 
 def seal(envelope: dict[str, Any]) -> dict[str, Any]:
-    """Add a ``checksum`` of the envelope's content, which :func:`check_seal` verifies at load time.
+    """Add a ``checksum`` of the envelope's content, which `check_seal` verifies at load time.
 
     A state is checked field by field when it is loaded, but some damage
     leaves it plausible (a best of 0.7 edited to 0.07 is still a number):

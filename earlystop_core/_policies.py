@@ -1,7 +1,7 @@
 """How ``Monitor(policy=...)`` reaches the learned policy without importing it.
 
 The learned policy sits above the Monitor (``LearnedPolicy.make_monitor``
-builds one), so the Monitor cannot import it back. :mod:`earlystop_core.policy.learned`
+builds one), so the Monitor cannot import it back. `earlystop_core.policy.learned`
 registers its resolver here when it is imported, which ``import
 earlystop_core`` always does, so the dependency points one way.
 """
@@ -17,7 +17,7 @@ _resolver: list[Resolver] = []
 
 
 def register(resolver: Resolver) -> None:
-    """Make ``resolver`` the one :func:`resolve` calls (the policy module's ``with_policy``)."""
+    """Make ``resolver`` the one `resolve` calls (the policy module's ``with_policy``)."""
     _resolver[:] = [resolver]
 
 

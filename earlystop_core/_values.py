@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-#: What :func:`lookup` returns for a metric that is not in the logs.
+#: What `lookup` returns for a metric that is not in the logs.
 ABSENT: Final = object()
 
 
@@ -77,7 +77,7 @@ def _kind(value: Any) -> str | None:
 
 
 def lookup(logs: Mapping[str, Any], key: str) -> Any:
-    """``logs[key]``, or :data:`ABSENT` when the key is not there.
+    """``logs[key]``, or `ABSENT` when the key is not there.
 
     ``key in logs`` is asked first, so a mapping with defaults
     (``collections.defaultdict``, ``Counter``) reads as a plain dict would:

@@ -328,7 +328,7 @@ def choose_target(metrics: Sequence[str], monitor: str) -> tuple[str, bool]:
 
 
 def _resolve_target(args: argparse.Namespace, metrics: Sequence[str]) -> None:
-    """Replace ``--target auto`` by the metric :func:`choose_target` picks; say so when it is validation data."""
+    """Replace ``--target auto`` by the metric `choose_target` picks; say so when it is validation data."""
     if args.target != "auto":
         return
     args.target, held_out = choose_target(metrics, args.monitor)

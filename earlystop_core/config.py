@@ -18,7 +18,7 @@ MIN_DELTA_MODES = ("abs", "rel")
 
 @dataclasses.dataclass(frozen=True)
 class MonitorConfig:
-    """The settings of a :class:`~earlystop_core.Monitor`, as validated.
+    """The settings of a [`Monitor`][earlystop_core.Monitor], as validated.
 
     ``mode`` is resolved (never ``"auto"``) and ``min_delta`` is stored as its
     absolute value, which is all that Keras's rule uses. For a weighted

@@ -1,6 +1,6 @@
 """A recorded learning curve as data: ``{metric: values by epoch}``, the bundled sample, the oracle epoch.
 
-The readers of :mod:`earlystop_core.formats` return curves; the replay tools read them.
+The readers of `earlystop_core.formats` return curves; the replay tools read them.
 """
 
 from __future__ import annotations

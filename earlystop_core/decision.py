@@ -24,7 +24,7 @@ class StopReason(enum.Enum):
     NON_FINITE_METRIC = "non_finite_metric"
     #: A stopping rule other than patience (Prechelt's GL/PQ/UP, a trend test...).
     CRITERION_MET = "criterion_met"
-    #: The training time allowed is spent (:class:`~earlystop_core.rules.budget.TimeBudget`).
+    #: The training time allowed is spent ([`TimeBudget`][earlystop_core.TimeBudget]).
     TIME_BUDGET = "time_budget"
 
 

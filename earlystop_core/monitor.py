@@ -74,7 +74,7 @@ class _Setting(Generic[T]):
 
 
 class Monitor:
-    """An early-stopping state machine: call :meth:`update` once per epoch.
+    """An early-stopping state machine: call `update` once per epoch.
 
     Arguments are those of ``keras.callbacks.EarlyStopping`` plus Lightning's
     guards, so moving over is a change of import. Stop and best epochs are
@@ -84,13 +84,13 @@ class Monitor:
     Args:
         monitor: Name of the metric to watch in each epoch's logs, or a dict
             ``{metric: weight}`` to watch a weighted score (see
-            :class:`~earlystop_core.signals.WeightedScore`).
+            [`WeightedScore`][earlystop_core.WeightedScore]).
         mode: ``"min"``, ``"max"``, or ``"auto"`` to infer it from the name
             (for a weighted score, also a dict of per-metric modes).
         patience: Epochs without improvement before stopping (0 acts as 1,
             as in Keras), or ``"auto"`` to size it from ``max_epochs`` and
             ``n_samples`` and the noise of the first epochs
-            (:func:`~earlystop_core.suggest_patience`).
+            ([`suggest_patience`][earlystop_core.suggest_patience]).
         min_delta: Smallest change that counts as an improvement (its sign is
             ignored, as in Keras).
         baseline: A value to beat: until it is beaten, improvements do not
@@ -103,7 +103,7 @@ class Monitor:
         check_finite: Stop on a NaN or infinite value. ``False`` applies
             Keras's rule instead: such a value never improves (and a NaN
             first value becomes the best, after which nothing improves).
-        on_missing: ``"raise"`` (a :class:`MissingMetricError`) or ``"skip"``
+        on_missing: ``"raise"`` (a [`MissingMetricError`][earlystop_core.MissingMetricError]) or ``"skip"``
             when the metric is absent from the logs; a skipped epoch still
             advances the epoch counter.
         min_delta_mode: ``"abs"`` (Keras) or ``"rel"``: improve by more than
@@ -117,11 +117,11 @@ class Monitor:
             epoch is still the best *raw* one. 0 turns smoothing off.
         normalize: For a weighted score: ``None`` or ``"initial"`` (divide
             each metric by its first value).
-        rule: A stopping :class:`~earlystop_core.rules.base.Rule` replacing fixed
+        rule: A stopping [`Rule`][earlystop_core.Rule] replacing fixed
             patience, e.g. ``Patience(20) | GL(5)``.
         max_epochs: The planned number of epochs (for ``patience="auto"``).
         n_samples: Training-set size (for ``patience="auto"``).
-        plateau: A :class:`~earlystop_core.ReduceLROnPlateau` to coordinate
+        plateau: A [`ReduceLROnPlateau`][earlystop_core.ReduceLROnPlateau] to coordinate
             with (the seed guide's section 4.2: lower the learning rate first,
             stop only once that stops helping). Each decision then carries the
             learning rate to use next (``Decision.lr``); a reduction gives the
@@ -145,13 +145,13 @@ class Monitor:
         keep_best_mode: The direction of ``keep_best_by``: ``"min"``,
             ``"max"``, or ``"auto"`` to infer it from the name.
         policy: A learned stopping policy as the rule: ``"recommended"``
-            (:func:`~earlystop_core.recommended_policy`, fitted on the
+            ([`recommended_policy`][earlystop_core.recommended_policy], fitted on the
             project's dev curves), the path of one saved by ``earlystop tune
             PATH --learn policy.json``, or a
-            :class:`~earlystop_core.LearnedPolicy`. The Monitor settings it
+            [`LearnedPolicy`][earlystop_core.LearnedPolicy]. The Monitor settings it
             was fitted under (e.g. ``keep_best_by="val_accuracy"``) fill in
             the arguments left at their defaults; see
-            :func:`~earlystop_core.policy.learned.with_policy`.
+            `with_policy`.
         names: Read metrics under the names the logs use, ``{name: logged
             name}``: ``Monitor(policy="recommended", names={"val_loss":
             "eval_loss", "val_accuracy": "eval_accuracy"})`` runs the
@@ -363,7 +363,7 @@ class Monitor:
                 default the one the last decision asked for).
 
         Returns:
-            The :class:`Decision` for this epoch.
+            The [`Decision`][earlystop_core.Decision] for this epoch.
 
         An update that raises changes nothing: every input is checked before
         the Monitor, its rule, its score or its plateau change.
@@ -607,7 +607,7 @@ class Monitor:
             self._keep_value(logs)
 
     def _undo_record(self) -> tuple[list[Any], Any, Any]:
-        """What an update changes, for :meth:`_check_guarded` to put back if a rule raises."""
+        """What an update changes, for `_check_guarded` to put back if a rule raises."""
         score = None if self._score is None else self._score.state_dict()
         rule = None if self._rule is None else self._rule.state_dict()
         return [getattr(self, name) for name in _UPDATED], score, rule
@@ -770,7 +770,7 @@ class Monitor:
 
     @property
     def best_epoch(self) -> int | None:
-        """The epoch of :attr:`best` (None before the first monitored epoch)."""
+        """The epoch of `best` (None before the first monitored epoch)."""
         return self._best_epoch
 
     @property
@@ -790,7 +790,7 @@ class Monitor:
 
     @property
     def epoch(self) -> int:
-        """The epoch the next :meth:`update` will be about, unless told otherwise."""
+        """The epoch the next `update` will be about, unless told otherwise."""
         return self._next_epoch
 
     @property
@@ -867,7 +867,7 @@ class Monitor:
         return dump_state(self.config, state)
 
     def load_state_dict(self, state: Mapping[str, Any] | str) -> None:
-        """Continue from a :meth:`state_dict` of an identically configured monitor.
+        """Continue from a `state_dict` of an identically configured monitor.
 
         Everything is checked before anything changes: a refused state leaves
         the Monitor exactly as it was.

@@ -76,7 +76,7 @@ class WeightedScore:
         self._scales: dict[str, float] | None = None
 
     def read(self, logs: Mapping[str, Any]) -> float:
-        """The score of this epoch's logs; reading changes nothing (see :meth:`fix_scales`).
+        """The score of this epoch's logs; reading changes nothing (see `fix_scales`).
 
         With ``normalize="initial"`` and no scales fixed yet, this epoch's own
         values are the scales (the score of a first epoch).
@@ -131,7 +131,7 @@ class WeightedScore:
         return self._scales
 
     def load_state_dict(self, state: Any) -> None:
-        """Restore what :meth:`state_dict` saved."""
+        """Restore what `state_dict` saved."""
         if state is None:
             self._scales = None
             return

@@ -5,17 +5,17 @@ sequences; this module hands the same tools to users. It needs hypothesis, an
 optional dependency (``pip install "earlystop[testing]"``): ``import earlystop_core``
 never imports it, and nothing in the package imports this module.
 
-- **Strategies**: :func:`metric_sequences` (one metric's values over a run:
+- **Strategies**: `metric_sequences` (one metric's values over a run:
   loss-like or accuracy-like curves with noise, plateaus and exact ties,
   spikes, late overfitting, NaN/inf and epochs without validation),
-  :func:`logs` (a run's logs: ``loss``, ``val_loss`` and ``val_accuracy``,
-  consistent with each other) and :func:`monitor_configs` (valid ``Monitor``
+  `logs` (a run's logs: ``loss``, ``val_loss`` and ``val_accuracy``,
+  consistent with each other) and `monitor_configs` (valid ``Monitor``
   arguments).
-- **Checks**: :func:`check_rule` runs a stopping rule of your own inside
+- **Checks**: `check_rule` runs a stopping rule of your own inside
   Monitors over generated logs and asserts the contract every rule keeps
   (deterministic, ``reset``, ``spec``, resume at every epoch, strict JSON
   state, no stop on an improving epoch, ``mode="max"``, composition);
-  :func:`check_monitor_loop` drives your training-loop integration and
+  `check_monitor_loop` drives your training-loop integration and
   compares it with a plain Monitor.
 
 A violation raises an ``AssertionError`` naming the property and showing the
@@ -53,7 +53,7 @@ __all__ = ["Clock", "PROPERTIES", "check_monitor_loop", "check_rule", "logs", "m
 
 T = TypeVar("T")
 
-#: The properties :func:`check_rule` checks, in the order it checks them.
+#: The properties `check_rule` checks, in the order it checks them.
 PROPERTIES = ("deterministic", "json", "resume", "reset", "spec", "improved", "mode", "composition")
 
 #: The values a run's metric starts from (shrinking goes to the first): common initial losses.
@@ -156,7 +156,7 @@ def logs(
 ) -> st.SearchStrategy[list[dict[str, float]]]:
     """A run's logs, one dict per epoch: ``loss``, ``val_loss`` and ``val_accuracy``, consistent with each other.
 
-    ``val_loss`` is a :func:`metric_sequences` curve (same knobs);
+    ``val_loss`` is a `metric_sequences` curve (same knobs);
     ``val_accuracy`` falls as it rises (``1 / (1 + val_loss)``, lowered by up
     to ``noise`` / 2 now and then, so that the two metrics sometimes disagree
     on the best epoch; NaN where ``val_loss`` is not finite); ``loss``, the
@@ -167,11 +167,11 @@ def logs(
     Args:
         min_size: The fewest epochs.
         max_size: The most epochs.
-        noise: As in :func:`metric_sequences`.
-        plateaus: As in :func:`metric_sequences`.
-        spikes: As in :func:`metric_sequences`.
-        overfitting: As in :func:`metric_sequences`.
-        non_finite: Non-finite ``val_loss`` values to inject, as in :func:`metric_sequences`.
+        noise: As in `metric_sequences`.
+        plateaus: As in `metric_sequences`.
+        spikes: As in `metric_sequences`.
+        overfitting: As in `metric_sequences`.
+        non_finite: Non-finite ``val_loss`` values to inject, as in `metric_sequences`.
         missing: Some epochs have no ``val_loss`` and ``val_accuracy``.
         extra: Other metrics to log at every epoch (what a rule of your own
             reads, its ``requires``): each a positive number, multiples of 1/16.
@@ -229,7 +229,7 @@ def monitor_configs(
         monitor: The metric name.
         mode: ``"min"`` or ``"max"``; None draws one.
         values: Where ``baseline`` and the thresholds are drawn from (default:
-            multiples of 1/8 in [0, 5], the scale of :func:`metric_sequences`).
+            multiples of 1/8 in [0, 5], the scale of `metric_sequences`).
         patience: Draw a patience (0-5), draw it from this strategy, or
             (False) leave it out.
         min_delta: Where ``min_delta`` is drawn from (default: 0, 0.001, 0.01,
@@ -436,7 +436,7 @@ def _names(what: str, names: Iterable[str], kind: str = "metric names") -> list[
 class Clock:
     """Seconds that move only when the kit moves them: the clock of a rule that reads one (``TimeBudget``).
 
-    :func:`check_rule` given a factory, ``check_rule(lambda clock: TimeBudget(60, clock=clock))``,
+    `check_rule` given a factory, ``check_rule(lambda clock: TimeBudget(60, clock=clock))``,
     builds every rule it checks on a fresh ``Clock`` and advances it before
     each epoch by the epoch's drawn duration (whole seconds), and by a drawn
     pause between saving and resuming (time that is not training time). Copies
@@ -517,7 +517,7 @@ class _Subject:
 
 
 class _PropertyError(AssertionError):
-    """A property does not hold on an example (the message is written by :meth:`report`)."""
+    """A property does not hold on an example (the message is written by `report`)."""
 
     def __init__(self, what: str, example: _Example, details: Sequence[str] = (), reset: bool = False) -> None:
         super().__init__(what)
@@ -1037,8 +1037,8 @@ def check_rule(
     """Assert that a stopping rule keeps the contract of every rule, in Monitors over generated logs.
 
     The rule decides in ``Monitor(rule=rule, monitor="val_loss", ...)``
-    fed :func:`logs` (with NaN, inf and epochs without validation) under
-    settings drawn by :func:`monitor_configs`. Each property is checked on its
+    fed `logs` (with NaN, inf and epochs without validation) under
+    settings drawn by `monitor_configs`. Each property is checked on its
     own; the first that fails raises, with the smallest counterexample
     hypothesis found:
 
@@ -1067,10 +1067,10 @@ def check_rule(
 
     Args:
         rule: The rule, or (for a rule that reads a clock) a factory taking a
-            :class:`Clock` and returning the rule:
+            `Clock` and returning the rule:
             ``check_rule(lambda clock: TimeBudget(60, clock=clock))``. Each
             epoch then takes a drawn number of whole seconds on that clock.
-        properties: Check only these (names in :data:`PROPERTIES`).
+        properties: Check only these (names in `PROPERTIES`).
         partner: The rule composed with it (default ``Patience(2)``).
         from_spec: How to rebuild the rule from its spec, if not ``MyRule(**params)``.
         max_examples: Examples per property (default 25).
@@ -1296,13 +1296,13 @@ def check_monitor_loop(
 
     Args:
         loop: The integration under test.
-        configs: Monitor arguments to draw (default: :func:`monitor_configs`
+        configs: Monitor arguments to draw (default: `monitor_configs`
             with NaN, missing epochs and the settings beyond Keras's).
-        runs: Logs to draw (default: :func:`logs` with NaN, inf and missing epochs).
+        runs: Logs to draw (default: `logs` with NaN, inf and missing epochs).
         resume: Also pass the epoch to save and resume at.
         max_examples: Examples to try (default 100: a loop runs once per example).
         settings: Hypothesis settings to use instead of the kit's.
-        seed: As in :func:`check_rule`.
+        seed: As in `check_rule`.
 
     Raises:
         AssertionError: The loop's outcome differs; the message shows the

@@ -52,3 +52,18 @@ def test_every_entry_names_something_public() -> None:
         else:
             assert module.startswith("adapters.") and not module.split(".")[1].startswith("_"), entry
             assert name in (exported(ROOT / "adapters" / f"{module.split('.')[1]}.py") or []), entry
+
+
+SPHINX_ROLE = re.compile(r":(?:py:)?(?:class|meth|func|mod|attr|exc|data|obj|const):`")
+
+
+def test_docstrings_use_markdown_cross_references_not_sphinx_roles() -> None:
+    # mkdocstrings renders Google-style docstrings as Markdown: a Sphinx role shows as literal text.
+    sources = [*(ROOT / "earlystop_core").rglob("*.py"), *(ROOT / "adapters").glob("*.py")]
+    found = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sources
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if SPHINX_ROLE.search(line)
+    ]
+    assert not found, f"Sphinx roles (write [`Name`][earlystop_core.Name] or `Name`): {found}"

@@ -73,7 +73,7 @@ def load_trainer_state(
 
 
 def trainer_state_from_text(path: Path, text: str) -> dict[str, list[float | None]]:
-    """The curve of a ``trainer_state.json``'s text (:func:`trainer_state_curve` of it, once parsed).
+    """The curve of a ``trainer_state.json``'s text (`trainer_state_curve` of it, once parsed).
 
     Raises:
         FormatError: The text is not JSON, or not a trainer state with evaluations.

@@ -32,7 +32,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 
 class Arrays(NamedTuple):
-    """A long CSV as arrays, the shape of a :class:`~earlystop_core.replay.bank.Bank` (every run logs every metric).
+    """A long CSV as arrays, the shape of a [`Bank`][earlystop_core.Bank] (every run logs every metric).
 
     ``values[name]`` is ``(runs, max epochs)``, NaN past each run's end and
     where not logged; ``missing[name]`` (only for metrics with an unlogged
@@ -50,7 +50,7 @@ def read_arrays(path: str | Path, chunk: int = CHUNK) -> Arrays | None:
 
     Returns None when pyarrow is not installed, or when the file breaks a rule
     of the format (a bad number, epochs out of order): the list reader
-    :func:`~earlystop_core.formats.long_csv.load_curves` then reads it and
+    `load_curves` then reads it and
     names the file, line and column of the fault. The arrays equal what that
     reader gives, packed into a bank.
 

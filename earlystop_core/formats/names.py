@@ -1,9 +1,9 @@
 """Metric names across frameworks: Hugging Face's ``eval_loss`` and Lightning's ``val_acc`` read as Keras's names.
 
 The recommended policy and the built-in comparison speak Keras's names
-(``loss``, ``val_loss``, ``val_accuracy``). :func:`recognise` finds the usual
+(``loss``, ``val_loss``, ``val_accuracy``). `recognise` finds the usual
 Hugging Face, Lightning and fastai spellings of those in a log that lacks
-them; :func:`rename` applies a mapping to every run.
+them; `rename` applies a mapping to every run.
 """
 
 from __future__ import annotations

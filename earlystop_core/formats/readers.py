@@ -1,26 +1,26 @@
 """Read learning curves from the files training loops write, into ``{run: {metric: values by epoch}}``.
 
-Every reader returns what :func:`~earlystop_core.formats.long_csv.load_curves` returns,
-so whatever was logged can be replayed (:mod:`earlystop_core.replay.scalar`) or
-packed into a :class:`~earlystop_core.replay.bank.Bank`:
+Every reader returns what `load_curves` returns,
+so whatever was logged can be replayed (`earlystop_core.replay.scalar`) or
+packed into a [`Bank`][earlystop_core.Bank]:
 
 * the long CSV ``run,epoch,<metrics...>`` of the project's curve banks
-  (:func:`load_long_csv`, which is :func:`~earlystop_core.formats.long_csv.load_curves`);
+  (`load_long_csv`, which is `load_curves`);
 * a Keras ``CSVLogger`` file, ``epoch,<metrics...>``, one run
-  (:func:`load_keras_csv`);
+  (`load_keras_csv`);
 * a Lightning ``CSVLogger`` ``metrics.csv``, sparse rows with ``epoch`` and
-  ``step`` columns, one run (:func:`load_lightning_csv`);
+  ``step`` columns, one run (`load_lightning_csv`);
 * JSON lines, one object per line with ``epoch``, the metrics and optionally
-  ``run`` (:func:`load_jsonl`);
-* a directory of such files, one run each (:func:`load_directory`);
+  ``run`` (`load_jsonl`);
+* a directory of such files, one run each (`load_directory`);
 * an Optuna storage, an SQLite file: each trial's reported values
-  (:func:`~earlystop_core.formats.optuna.load_optuna`, with Optuna installed);
+  (`load_optuna`, with Optuna installed);
 * a Ray Tune results folder: each trial's ``result.json`` or ``progress.csv``
-  (:func:`~earlystop_core.formats.ray.load_ray`).
+  (`load_ray`).
 
-:func:`load_any` tells them apart by their content. Gzipped files
+[`load_any`][earlystop_core.load_any] tells them apart by their content. Gzipped files
 (``.gz``) are read too, with or without a UTF-8 byte order mark. A
-malformed file raises :class:`FormatError`, whose message starts with
+malformed file raises [`FormatError`][earlystop_core.FormatError], whose message starts with
 ``file:line:column``; so does a run whose last epoch lies absurdly far past
 what its file holds (far sparser than any real log: see ``MAX_EPOCH``), and
 a path that is not a regular file (a FIFO, a dangling symbolic link), which
@@ -161,7 +161,7 @@ def load_any(path: str | os.PathLike[str], format: str = "auto") -> Curves:
 
     Args:
         path: A file (format detected from its content unless ``format`` is
-            given) or a directory (see :func:`load_directory`).
+            given) or a directory (see `load_directory`).
         format: ``"auto"``, or one of ``"long"``, ``"keras"``, ``"lightning"``, ``"jsonl"``.
 
     Raises:
@@ -232,7 +232,7 @@ def _run_id(path: Path) -> str:
 
 
 def load_long_csv(path: str | os.PathLike[str]) -> Curves:
-    """Read the long CSV ``run,epoch,<metrics...>`` (:func:`~earlystop_core.formats.long_csv.load_curves`).
+    """Read the long CSV ``run,epoch,<metrics...>`` (`load_curves`).
 
     Examples:
         >>> from earlystop_core.curves import sample_curves_path
@@ -542,7 +542,7 @@ def _not_a_file(path: Path) -> str | None:
 
 
 def _check_file(path: Path) -> None:
-    """Refuse, before opening it, a path that is not a regular file (or a link to one): see :func:`_not_a_file`."""
+    """Refuse, before opening it, a path that is not a regular file (or a link to one): see `_not_a_file`."""
     problem = _not_a_file(path)
     if problem is None:
         return
@@ -604,7 +604,7 @@ def _gunzip(path: Path, data: bytes) -> bytes:
 
 
 def _csv(path: Path, text: str) -> tuple[Any, list[str]]:
-    """A CSV reader over ``text``, past the header, and the header (see :func:`_header`)."""
+    """A CSV reader over ``text``, past the header, and the header (see `_header`)."""
     reader = csv.reader(io.StringIO(text, newline=""))
     return reader, _header(path, reader)
 
@@ -713,7 +713,7 @@ def _check_span(
     its last epoch: ``(last + 1) * (metrics + 1)`` slots of 8 bytes, whatever
     the file's size. They may take at most ``_SPARSITY`` (1,000) slots per
     value the file holds for the run, plus ``_SLACK_SLOTS`` (1,000,000); see
-    the comment at :data:`MAX_EPOCH` for why. All is computed after parsing,
+    the comment at `MAX_EPOCH` for why. All is computed after parsing,
     so the readers' loops pay nothing for it.
 
     Args:

@@ -1,13 +1,13 @@
 """The online features of a learned stopping policy: O(1) time and memory per epoch, state as JSON.
 
-A :class:`FeatureTracker` is fed what a rule's ``check`` gets (epoch, signed
+A `FeatureTracker` is fed what a rule's ``check`` gets (epoch, signed
 value, best, wait, improved, logs) and returns the features of that epoch.
 Every feature at epoch ``t`` depends on epochs ``<= t`` only. Window means
 come from a history of cumulative sums over the last 10 monitored epochs, so
 no feature costs more than a few arithmetic operations.
 
 The monitored value enters through its *level*: ``log(value)`` with
-``log=True`` (a positive loss; values below :data:`LOG_FLOOR` count as the
+``log=True`` (a positive loss; values below `LOG_FLOOR` count as the
 floor, since real cross-entropies do reach 0.0), else the value itself. A
 non-finite value, training loss or accuracy carries the last finite one.
 
@@ -38,7 +38,7 @@ monitored epochs:
     best − first; ``acc_level`` = now; ``acc_best`` = best.
 ``lr`` (the learning rate, when the logs carry it; higher is faster)
     With ``r`` the rate now, ``M`` the highest rate so far and ``lvl(r)`` =
-    ``log(r)`` (``r`` below :data:`LOG_FLOOR` counting as the floor):
+    ``log(r)`` (``r`` below `LOG_FLOOR` counting as the floor):
     ``lr_to_max`` = r / M (1 when M is 0); ``lr_log_to_max`` =
     lvl(r) − lvl(M), floored at −10; ``lr_trend10`` = lvl(r) − lvl(rate 10
     epochs ago, or at the first epoch seen until then), in [−10, 10];
@@ -207,9 +207,9 @@ class FeatureTracker:
             families.append("accuracy")
         if self.lr_metric is not None:
             families.append("lr")
-        #: The enabled families, in :data:`FAMILIES` order.
+        #: The enabled families, in `FAMILIES` order.
         self.families = tuple(families)
-        #: The names of the features :meth:`step` returns, in order.
+        #: The names of the features `step` returns, in order.
         self.names = tuple(name for family in self.families for name in FAMILIES[family])
         self.reset()
 
@@ -269,7 +269,7 @@ class FeatureTracker:
     def step(
         self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Mapping[str, Any]
     ) -> list[float]:
-        """Take one monitored epoch, as a rule's ``check`` gets it; return the features of :attr:`names`."""
+        """Take one monitored epoch, as a rule's ``check`` gets it; return the features of `names`."""
         # The hot path of a LearnedPolicy: locals, few attribute reads, no helper calls on finite values.
         rate = math.nan
         lr_name = self.lr_metric
@@ -443,7 +443,7 @@ class FeatureTracker:
         return [self._first, self._last, *(level for record in self._history for level in record), *self._features]
 
     def last_features(self) -> list[float]:
-        """What :meth:`step` returned last (empty before the first epoch)."""
+        """What `step` returned last (empty before the first epoch)."""
         return list(self._features)
 
     # -- saving and resuming ---------------------------------------------------------------------------------------
@@ -470,7 +470,7 @@ class FeatureTracker:
         return state
 
     def load_state_dict(self, state: Any) -> None:
-        """Restore memory saved by :meth:`state_dict`; raises :class:`StateError` when it is corrupt.
+        """Restore memory saved by `state_dict`; raises [`StateError`][earlystop_core.StateError] when it is corrupt.
 
         A tracker with an ``lr_metric`` needs the ``"lr"`` memory too: a state saved by one without (an
         earlier version's, or a policy without learning-rate features) is refused, and the other way round.
@@ -590,7 +590,7 @@ def _lr_level(rate: float) -> float:
 
 
 def _lr_memory(state: Any, count: int) -> tuple[list[float], dict[str, float]]:
-    """The learning-rate memory of a saved state (``count`` levels), or :class:`StateError` if no run leads to it."""
+    """The learning-rate memory of a saved state (``count`` levels), or `StateError` if no run leads to it."""
     if not isinstance(state, Mapping) or set(state) != set(_LR_FIELDS):
         raise StateError(f"corrupt Monitor state: a policy's 'lr' memory needs the fields {', '.join(_LR_FIELDS)}")
     levels = state["levels"]

@@ -1,9 +1,9 @@
-"""Fitting a :class:`~earlystop_core.policy.learned.LearnedPolicy` on recorded runs (numpy; not on any hot path).
+"""Fitting a [`LearnedPolicy`][earlystop_core.LearnedPolicy] on recorded runs (numpy; not on any hot path).
 
 Three steps:
 
-1. :func:`record_runs` replays every run through a real
-   :class:`~earlystop_core.Monitor` (``restore_best_weights=True``) whose rule
+1. `record_runs` replays every run through a real
+   [`Monitor`][earlystop_core.Monitor] (``restore_best_weights=True``) whose rule
    records the policy's features at each epoch — the very code the policy
    runs online — together with the epoch the Monitor would keep if training
    stopped there, and the regret of keeping it (target at the run's oracle
@@ -18,10 +18,10 @@ Three steps:
    combination that saves the most epochs out of fold with a mean regret
    within the budget. The model is then refitted on every run.
 
-:func:`simulate` replays a fitted score on the records exactly as the Monitor
+`simulate` replays a fitted score on the records exactly as the Monitor
 would (the same stop conditions), vectorised over thresholds. (Replaying a
 fitted policy over a curve bank, features and all, is
-:func:`earlystop_core.policy.simulate.first_stops`.)
+`earlystop_core.policy.simulate.first_stops`.)
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def record_runs(
     """Replay every run through a recording Monitor (see the module docstring).
 
     Args:
-        curves: ``{run: {metric: values by epoch}}``, as :func:`~earlystop_core.formats.long_csv.load_curves` returns.
+        curves: ``{run: {metric: values by epoch}}``, as `load_curves` returns.
         monitor: The monitored metric.
         mode: Its direction (``"auto"`` infers it from the name).
         target: The metric regret is measured on (e.g. test accuracy).
@@ -563,9 +563,9 @@ def fit_recorded(
     monitor: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> LearnedPolicy:
-    """Fit a policy on records from :func:`record_runs` (``names``: the recorded features, in order).
+    """Fit a policy on records from `record_runs` (``names``: the recorded features, in order).
 
-    See :func:`fit_policy` for the other arguments.
+    See [`fit_policy`][earlystop_core.fit_policy] for the other arguments.
     """
     names = tuple(names)
     used = tuple(names if features is None else features)
@@ -702,11 +702,11 @@ def fit_policy(
     threshold, ``min_wait`` and ``max_wait`` that save the most epochs with a
     cross-validated mean regret within the budget; the model is then refitted
     on every run. The returned policy has no ``max_epochs``: bind it
-    (:meth:`LearnedPolicy.bind`) when it uses budget features.
+    ([`LearnedPolicy.bind`][earlystop_core.LearnedPolicy.bind]) when it uses budget features.
 
     Args:
         curves: ``{run: {metric: values by epoch}}``
-            (:func:`~earlystop_core.formats.long_csv.load_curves`). Each run should have
+            (`load_curves`). Each run should have
             run its full budget: the oracle is its best epoch.
         runs_meta: ``{run: {column: value}}`` or the path of a ``runs.csv``;
             its ``problem`` column gives the groups and ``epochs`` the budgets.

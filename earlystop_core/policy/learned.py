@@ -1,8 +1,8 @@
 """A stopping policy learned from past runs: logistic regression on what a Monitor sees online.
 
-:class:`LearnedPolicy` is a :class:`~earlystop_core.rules.base.Rule`. Each epoch it
+[`LearnedPolicy`][earlystop_core.LearnedPolicy] is a [`Rule`][earlystop_core.Rule]. Each epoch it
 updates a few running sums (O(1) time and memory; see
-:mod:`earlystop_core.policy.features`), computes its features from the epochs
+`earlystop_core.policy.features`), computes its features from the epochs
 seen so far — never the future — and scores, with a fitted logistic model,
 how likely stopping *now* is to cost target accuracy (keeping the best
 weights so far, as a Monitor with ``restore_best_weights=True`` does, against
@@ -10,11 +10,11 @@ the best epoch of the whole run). It stops on a non-improving epoch once
 ``wait >= min_wait`` and the predicted probability is below ``threshold``,
 and always once ``wait >= max_wait``.
 
-``Monitor(policy=...)`` decides with one (:func:`with_policy`);
-:func:`~earlystop_core.policy.fit.fit_policy` fits one on recorded curves, choosing the threshold and the
+``Monitor(policy=...)`` decides with one (`with_policy`);
+[`fit_policy`][earlystop_core.fit_policy] fits one on recorded curves, choosing the threshold and the
 waits by cross-validation with whole groups of runs held out;
-:meth:`LearnedPolicy.save` and ``LearnedPolicy.load(path)`` keep it as
-versioned JSON. :func:`recommended_policy` is the one fitted on the project's
+[`LearnedPolicy.save`][earlystop_core.LearnedPolicy.save] and ``LearnedPolicy.load(path)`` keep it as
+versioned JSON. [`recommended_policy`][earlystop_core.recommended_policy] is the one fitted on the project's
 dev curves (see ``docs/policy.md``).
 
 Examples:
@@ -88,18 +88,18 @@ class PolicyError(ValueError):
 class LearnedPolicy(Rule):
     """Stop when a fitted logistic model says stopping now is unlikely to cost accuracy.
 
-    Build one with :func:`~earlystop_core.policy.fit.fit_policy`, ``LearnedPolicy.load(path)`` or
-    :func:`recommended_policy`; the constructor takes the fitted numbers. The
+    Build one with [`fit_policy`][earlystop_core.fit_policy], ``LearnedPolicy.load(path)`` or
+    [`recommended_policy`][earlystop_core.recommended_policy]; the constructor takes the fitted numbers. The
     policy reads ``value``, ``best``, ``wait`` and ``improved`` as the Monitor
     passes them (signed: lower is better), and ``train_metric`` and
     ``accuracy_metric`` from the logs when its features use them (``requires``
     names them, so the Monitor checks them before changing anything), and
     the learning rate ``lr_metric`` when its features use it and the logs
     carry it (``optional`` names it: logs without it are decided as a
-    constant rate would be; see :mod:`earlystop_core.policy.features`).
+    constant rate would be; see `earlystop_core.policy.features`).
 
     Args:
-        features: The names of the features used, each in :data:`FEATURES`.
+        features: The names of the features used, each in `FEATURES`.
         means: Per feature, the mean subtracted before weighting.
         scales: Per feature, the (positive) scale divided by before weighting.
         weights: Per feature, the logistic weight of the standardised feature.
@@ -110,13 +110,13 @@ class LearnedPolicy(Rule):
         max_wait: A safety cap: always stop (on a non-improving epoch) once
             ``wait`` reaches this.
         max_epochs: The run's epoch budget. Needed, before the policy decides
-            anything, when it uses a ``budget`` feature (see :attr:`needs_budget`).
+            anything, when it uses a ``budget`` feature (see `needs_budget`).
         log: Whether the features take the log of the monitored value (a loss).
         train_metric: The training-loss key, when a ``train`` feature is used.
         accuracy_metric: The validation-accuracy key, when an ``accuracy`` feature is used.
         lr_metric: The learning-rate key, when an ``lr`` feature is used.
         monitor: The Monitor settings the policy was fitted under, applied by
-            ``Monitor(policy=...)`` and :meth:`make_monitor`, e.g.
+            ``Monitor(policy=...)`` and `make_monitor`, e.g.
             ``{"monitor": "val_loss", "mode": "min", "keep_best_by": "val_accuracy"}``.
         info: Free JSON metadata (how it was fitted, cross-validated figures).
 
@@ -299,7 +299,7 @@ class LearnedPolicy(Rule):
         return [*levels, self._logit] if levels else []
 
     def load_state_dict(self, state: Any) -> None:
-        """Restore memory saved by :meth:`state_dict` (a Monitor's ``load_state_dict`` calls it).
+        """Restore memory saved by `state_dict` (a Monitor's ``load_state_dict`` calls it).
 
         Raises:
             StateError: The state is corrupt.
@@ -367,7 +367,7 @@ class LearnedPolicy(Rule):
         }
 
     def to_json(self) -> dict[str, Any]:
-        """The policy as a JSON-ready dict: what :meth:`save` writes (``max_epochs`` is not saved: it is per run).
+        """The policy as a JSON-ready dict: what `save` writes (``max_epochs`` is not saved: it is per run).
 
         Examples:
             >>> policy = LearnedPolicy(["log_wait"], [0.0], [1.0], [-2.0], 4.0, threshold=0.5, min_wait=1, max_wait=9)
@@ -388,7 +388,7 @@ class LearnedPolicy(Rule):
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | str, max_epochs: int | None = None) -> LearnedPolicy:
-        """Build a policy from :meth:`to_json`'s dict (or its JSON text), checking every field.
+        """Build a policy from `to_json`'s dict (or its JSON text), checking every field.
 
         Raises:
             PolicyError: Not a saved policy, another version, or a field is missing or invalid.
@@ -460,7 +460,7 @@ class LearnedPolicy(Rule):
 
     @classmethod
     def load(cls, path: str | Path, max_epochs: int | None = None) -> LearnedPolicy:
-        """Read a policy written by :meth:`save`.
+        """Read a policy written by `save`.
 
         Args:
             path: The JSON file.
@@ -558,13 +558,13 @@ def load_policy(policy: LearnedPolicy | str | Path, max_epochs: int | None = Non
 def with_policy(policy: LearnedPolicy | str | Path, options: Mapping[str, Any]) -> dict[str, Any]:
     """Monitor arguments with ``policy=`` resolved: the policy becomes the rule, set as it was fitted.
 
-    The policy's fitted Monitor settings (its :attr:`~LearnedPolicy.monitor`,
+    The policy's fitted Monitor settings (its `monitor`,
     e.g. ``keep_best_by``) fill in the arguments left at their defaults; an
     argument given otherwise is refused, since the policy's threshold was
     tuned under its own settings.
 
     Args:
-        policy: What :func:`load_policy` accepts.
+        policy: What `load_policy` accepts.
         options: The Monitor's keyword arguments (every one, defaults included).
 
     Examples:

@@ -1,10 +1,10 @@
 """A learned policy's decisions for many runs at once, with numpy, exactly as the Monitor makes them.
 
-The vectorised replay (:mod:`earlystop_core.replay.engine`) steps the
-Monitor's bests over every epoch of every run; :func:`first_stops` then finds,
-for every run, the first epoch where a :class:`~earlystop_core.LearnedPolicy`'s
+The vectorised replay (`earlystop_core.replay.engine`) steps the
+Monitor's bests over every epoch of every run; `first_stops` then finds,
+for every run, the first epoch where a [`LearnedPolicy`][earlystop_core.LearnedPolicy]'s
 ``check`` returns True: it runs the policy's
-:class:`~earlystop_core.policy.features.FeatureTracker` for all runs together,
+`FeatureTracker` for all runs together,
 a block of epochs at a time, and drops each run from the work once it has
 stopped or ended (a learned policy stops most runs about half-way, so most of
 the padded epochs are never computed).
@@ -22,7 +22,7 @@ Arrays are epoch-major, ``(rows, runs)``: row ``r`` is the epoch
 ``start + r``, the ``r + 1``-th epoch the policy is asked about.
 
 (Fitting sweeps thresholds over features recorded by a real Monitor instead:
-:func:`earlystop_core.policy.fit.simulate`.)
+`earlystop_core.policy.fit.simulate`.)
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ _RUNS = 1024
 _FLOOR_LEVEL = math.log(LOG_FLOOR)
 _CAP = 50.0
 _NOISE_FLOOR = 1e-6
-#: Whether :func:`_log` may round extended-precision logarithms (see there); else it calls ``math.log``.
+#: Whether `_log` may round extended-precision logarithms (see there); else it calls ``math.log``.
 _EXTENDED_LOG = (
     np.finfo(np.longdouble).nmant == 63  # x87 extended precision, stored little-endian in 16 bytes
     and np.dtype(np.longdouble).itemsize == 16
@@ -132,7 +132,7 @@ def first_stops(
 
 
 class _Trackers:
-    """A :class:`~earlystop_core.policy.features.FeatureTracker` per run, as arrays, stepped a block at a time.
+    """A `FeatureTracker` per run, as arrays, stepped a block at a time.
 
     Per run it keeps what the tracker keeps between epochs (the carried levels, the
     bests and their epochs, the running records); per row, the cumulative sums and

@@ -1,4 +1,4 @@
-"""Recorded runs as arrays: the form every vectorised replay reads (:class:`Bank`)."""
+"""Recorded runs as arrays: the form every vectorised replay reads ([`Bank`][earlystop_core.Bank])."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ Curves = Mapping[str, Mapping[str, Sequence[float | None]]]  # None: not logged 
 class Bank:
     """Recorded runs as arrays: per metric, runs x epochs, NaN past each run's end.
 
-    Build one with :meth:`from_curves` (from ``{run: {metric: values}}``, as
-    :func:`~earlystop_core.formats.long_csv.load_curves` and the readers of
-    :mod:`earlystop_core.formats.readers` return) or :meth:`load` (any supported file
+    Build one with `from_curves` (from ``{run: {metric: values}}``, as
+    `load_curves` and the readers of
+    `earlystop_core.formats.readers` return) or `load` (any supported file
     or directory). The arrays are read-only.
 
     Attributes:
@@ -160,7 +160,7 @@ class Bank:
 
     @classmethod
     def load(cls, path: str | Path) -> Bank:
-        """Read a curve file or directory in any supported format (:func:`~earlystop_core.formats.readers.load_any`).
+        """Read a curve file or directory in any supported format ([`load_any`][earlystop_core.load_any]).
 
         A long CSV is read straight into arrays when pyarrow is installed
         (``pip install 'earlystop[arrow]'``): no Python float per value.
@@ -239,7 +239,7 @@ class Bank:
         return curve
 
     def curves(self) -> dict[str, dict[str, list[float | None]]]:
-        """The whole bank back as ``{run: {metric: values}}`` (the input of :meth:`from_curves`).
+        """The whole bank back as ``{run: {metric: values}}`` (the input of `from_curves`).
 
         Examples:
             >>> curves = {"a": {"loss": [1.0, 0.5]}, "b": {"loss": [2.0]}}
@@ -251,7 +251,7 @@ class Bank:
     def lazy_curves(self) -> Mapping[str, dict[str, list[float | None]]]:
         """The bank as a read-only ``{run: curve}`` mapping that makes each curve as it is read.
 
-        One run at a time is held as Python floats, where :meth:`curves` holds every run (about four times
+        One run at a time is held as Python floats, where `curves` holds every run (about four times
         the arrays' memory): what a replay that visits each run once should read.
 
         Examples:
@@ -264,7 +264,7 @@ class Bank:
 
 
 class _LazyCurves(Mapping[str, dict[str, list[float | None]]]):
-    """A bank's runs as a mapping, each curve made by :meth:`Bank.curve` when read (see :meth:`Bank.lazy_curves`)."""
+    """A bank's runs as a mapping, each curve made by `Bank.curve` when read (see `Bank.lazy_curves`)."""
 
     def __init__(self, bank: Bank) -> None:
         self._bank = bank

@@ -1,9 +1,9 @@
 """Replay one Monitor configuration over a whole curve bank at once, with numpy.
 
-:func:`evaluate` gives, run by run, exactly what :func:`~earlystop_core.replay.scalar.replay`
+[`evaluate`][earlystop_core.evaluate] gives, run by run, exactly what `replay`
 gives when each run is fed through ``Monitor.update``: the same stop, kept and
 oracle epochs, the same regret and gain, bit for bit. It holds the bank as
-arrays (:class:`Bank`: one runs x epochs float64 array per metric, NaN-padded,
+arrays ([`Bank`][earlystop_core.Bank]: one runs x epochs float64 array per metric, NaN-padded,
 and the runs' lengths) and decides for every run together.
 
 Nothing a run does after it stops changes what came before, so the engine
@@ -78,8 +78,8 @@ ENGINES = ("auto", "scan", "loop", "scalar")
 class Evaluation:
     """Per-run outcomes of one strategy over a bank, as arrays (one entry per run replayed).
 
-    The fields mirror :class:`~earlystop_core.replay.scalar.RunResult` (see
-    :mod:`earlystop_core.replay.scalar` for the definitions), plus ``value``: the
+    The fields mirror `RunResult` (see
+    `earlystop_core.replay.scalar` for the definitions), plus ``value``: the
     target at the kept epoch.
 
     Attributes:
@@ -115,7 +115,7 @@ class Evaluation:
 
     @property
     def summary(self) -> Summary:
-        """The means over runs, exactly as :func:`~earlystop_core.replay.scalar.summarize` computes them.
+        """The means over runs, exactly as `summarize` computes them.
 
         Raises:
             ValueError: No run was replayed.
@@ -137,7 +137,7 @@ class Evaluation:
         return math.fsum(self.value.tolist()) / len(self.runs) if self.runs else math.nan
 
     def results(self) -> list[RunResult]:
-        """The same outcomes as :func:`~earlystop_core.replay.scalar.replay` returns them."""
+        """The same outcomes as `replay` returns them."""
         return list(self)
 
     def __iter__(self) -> Iterator[RunResult]:
@@ -160,12 +160,12 @@ def evaluate(
     on_error: str = "raise",
     engine: str = "auto",
 ) -> Evaluation:
-    """Replay a strategy over every run of a bank; the outcomes of :func:`~earlystop_core.replay.scalar.replay`.
+    """Replay a strategy over every run of a bank; the outcomes of `replay`.
 
     Args:
-        bank: A :class:`Bank`, or ``{run: {metric: values}}`` to pack into one
+        bank: A [`Bank`][earlystop_core.Bank], or ``{run: {metric: values}}`` to pack into one
             (pack once and reuse the bank when evaluating many strategies).
-        strategy: :class:`~earlystop_core.Monitor` keyword arguments as a dict
+        strategy: [`Monitor`][earlystop_core.Monitor] keyword arguments as a dict
             (vectorised when the engine can; ``restore_best_weights`` defaults
             to True here, the replay protocol's default), or a callable
             building a fresh Monitor (always replayed by the scalar loop).
@@ -174,7 +174,7 @@ def evaluate(
         reference: A metric whose best epoch is the oracle (default: the monitored one).
         reference_mode: The reference's direction (``"auto"`` infers it from the name).
         on_error: ``"raise"`` (the error of the first failing run, naming it) or
-            ``"skip"`` (leave failing runs out), as in :func:`~earlystop_core.replay.scalar.replay`.
+            ``"skip"`` (leave failing runs out), as in `replay`.
         engine: ``"auto"`` (the fastest that reproduces the Monitor), or force
             ``"scan"`` (``min_delta=0`` only), ``"loop"`` or ``"scalar"``.
 
@@ -201,7 +201,7 @@ def evaluate(
         >>> scalar.engine, scalar.reason, scalar.stop.tolist()
         ('scalar', 'a rule= is replayed by the Monitor itself', [3])
 
-        Either way the per-run results are :func:`~earlystop_core.replay.scalar.replay`'s:
+        Either way the per-run results are `replay`'s:
 
         >>> curves = {"a": {"val_loss": [1.0, 0.9, 1.2, 1.3], "test_accuracy": [0.5, 0.6, 0.55, 0.5]},
         ...           "b": {"val_loss": [1.0, 0.8, 0.7, 0.6], "test_accuracy": [0.5, 0.6, 0.7, 0.8]}}
@@ -249,7 +249,7 @@ def evaluate(
     return _evaluate_vectorised(bank, config, engine, target, goal, reference, reference_mode, on_error)
 
 
-#: How the engine treats each :class:`MonitorConfig` field: ``None`` when it replays every value
+#: How the engine treats each `MonitorConfig` field: ``None`` when it replays every value
 #: exactly, else the values it supports and why any other falls back to the scalar Monitor. Every
 #: field must be here (a test checks it), so a new Monitor option cannot reach the engine unclassified.
 ENGINE_SUPPORT: dict[str, tuple[Callable[[Any], bool], str] | None] = {
@@ -300,7 +300,7 @@ def fallback_reason(config: MonitorConfig) -> str | None:
 
 def _validated(bank: Bank, config: MonitorConfig) -> tuple[Bank, IntArray] | None:
     """The bank cut down to each run's validation checks (the epochs it logs the monitored metric at), and each
-    check's epoch; None where that would not replay as the Monitor does (see :func:`_sparse_reason`).
+    check's epoch; None where that would not replay as the Monitor does (see `_sparse_reason`).
 
     With ``on_missing="skip"`` the Monitor passes over an epoch without the metric, so its decisions are those
     on the checks alone, as long as nothing counts epochs themselves (a warm-up, a rule) and ``keep_best_by``
@@ -332,7 +332,7 @@ def _validated(bank: Bank, config: MonitorConfig) -> tuple[Bank, IntArray] | Non
 
 def _sparse_reason(bank: Bank, config: MonitorConfig) -> str | None:
     """Why the scalar replay is needed for this bank: a metric the Monitor reads is missing at some epochs
-    (unless only the monitored one is, and the checks alone replay as the Monitor does: :func:`_validated`)."""
+    (unless only the monitored one is, and the checks alone replay as the Monitor does: `_validated`)."""
     read = [config.monitor] if isinstance(config.monitor, str) else list(config.monitor)
     read += [config.keep_best_by] if config.keep_best_by is not None else []
     read += sorted(config.rule.requires) if config.rule is not None else []
@@ -538,7 +538,7 @@ def _evaluate_vectorised(
 
 
 def _groups(bank: Bank) -> list[Bank]:
-    """The bank in groups of equal size, at most :data:`GROUP` runs; groups as large share work arrays (kept on
+    """The bank in groups of equal size, at most `GROUP` runs; groups as large share work arrays (kept on
     the bank, for the next strategy)."""
     count = len(bank.runs)
     size = -(-count // -(-count // GROUP))
@@ -572,7 +572,7 @@ def _policy_logs(bank: Bank, policy: Rule) -> dict[str, FloatArray]:
 
 
 def _epoch_major(bank: Bank, name: str) -> FloatArray:
-    """The metric as (epochs, runs), contiguous (free for a bank built by :meth:`Bank.from_curves`)."""
+    """The metric as (epochs, runs), contiguous (free for a bank built by `Bank.from_curves`)."""
     width = bank.max_epochs
     if name not in bank.values:
         return np.full((width, len(bank.runs)), np.nan)

@@ -2,7 +2,7 @@
 
 Every run of a curve bank was trained to its last epoch, so any stopping rule
 can be replayed offline: feed the epochs one at a time to a fresh
-:class:`~earlystop_core.Monitor` until it stops, keep the epoch it would have
+[`Monitor`][earlystop_core.Monitor] until it stops, keep the epoch it would have
 kept, and compare with hindsight. Per run:
 
 * ``saved = (n - 1 - stop) / n``: the share of the ``n`` epochs not run
@@ -18,10 +18,10 @@ kept, and compare with hindsight. Per run:
   epoch (positive = better): the effect against training to the end.
 
 This is the simple, scalar replay (one Python call per epoch, exactly the
-Monitor users run). :func:`earlystop_core.replay.engine.evaluate` gives the same
+Monitor users run). [`earlystop_core.replay.engine.evaluate`][earlystop_core.evaluate] gives the same
 results for a whole bank at once, vectorised with numpy across runs when the
 strategy allows. Compare two rules run by run with
-:func:`paired_bootstrap`: regret is heavy-tailed, so unpaired means differ by
+`paired_bootstrap`: regret is heavy-tailed, so unpaired means differ by
 noise.
 
 Examples:
@@ -66,7 +66,7 @@ class RunResult:
     """The outcome of replaying one run (see the module docstring for the definitions).
 
     Attributes:
-        run: The run's id (empty when replayed alone with :func:`replay_run`).
+        run: The run's id (empty when replayed alone with `replay_run`).
         epochs: The run's length ``n``.
         stop: The last epoch run (``n - 1`` when the monitor never stopped).
         stopped: Whether the monitor told training to stop.
@@ -130,11 +130,11 @@ def replay_run(
 
     Each epoch's logs hold every metric of the curve at that epoch (so rules
     reading the training loss find it). The monitor is fed until it says stop;
-    if it never does, :meth:`Monitor.finish` gives the final decision.
+    if it never does, [`Monitor.finish`][earlystop_core.Monitor.finish] gives the final decision.
 
     Args:
-        curve: ``{metric: values by epoch}``, as :func:`~earlystop_core.formats.long_csv.load_curves` returns.
-        make_monitor: Builds a fresh :class:`~earlystop_core.Monitor` (called once).
+        curve: ``{metric: values by epoch}``, as `load_curves` returns.
+        make_monitor: Builds a fresh [`Monitor`][earlystop_core.Monitor] (called once).
         target: The metric to judge the kept epoch by (never shown to the monitor's decision
             unless the monitor itself reads it).
         target_mode: ``"max"``, ``"min"`` or ``"auto"``: which way the target is better.
@@ -202,7 +202,7 @@ def replay(
     reference_mode: str = "auto",
     on_error: str = "raise",
 ) -> list[RunResult]:
-    """Replay every run of ``{run: curve}``, in order (see :func:`replay_run`).
+    """Replay every run of ``{run: curve}``, in order (see `replay_run`).
 
     Args:
         on_error: ``"raise"`` (the default; the message says which run) or

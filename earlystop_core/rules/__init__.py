@@ -1,6 +1,6 @@
 """The stopping rules a Monitor can ask (``rule=``), and the learning-rate plateau it can coordinate.
 
-``base`` holds the :class:`~earlystop_core.rules.base.Rule` protocol, fixed patience and the
+``base`` holds the [`Rule`][earlystop_core.Rule] protocol, fixed patience and the
 combinators; each other module is one family: ``adaptive`` (dynamic and relative patience),
 ``auto_patience``, ``prechelt`` (GL, PQ, UP), ``trend`` (Stalled), ``budget`` (TimeBudget),
 ``plateau`` (ReduceLROnPlateau).

@@ -67,7 +67,7 @@ def volatility(values: Sequence[float]) -> float:
 
 
 class AutoPatience(Rule):
-    """``patience="auto"``: :func:`suggest_patience`, refined by the noise of the first epochs.
+    """``patience="auto"``: [`suggest_patience`][earlystop_core.suggest_patience], refined by the first epochs' noise.
 
     Until ``probe`` epochs have been seen, patience is sized from
     ``max_epochs`` and ``n_samples`` alone; from then on it also counts the

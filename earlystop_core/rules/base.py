@@ -30,7 +30,7 @@ class Rule(abc.ABC):
     ``spec`` gives its parameters (the constructor's arguments by name, so
     that ``MyRule(**params)`` rebuilds it), and a rule with memory keeps it in
     ``state_dict``/``load_state_dict`` (strict JSON) and forgets it in
-    ``reset``. :func:`earlystop_core.testing.check_rule` checks all of this
+    ``reset``. [`earlystop_core.testing.check_rule`][earlystop_core.testing.check_rule] checks all of this
     (see the "Testing your rules" page).
 
     A rule should not stop on an epoch it is told improved (``improved=True``):
@@ -86,7 +86,7 @@ class Rule(abc.ABC):
         return None
 
     def load_state_dict(self, state: Any) -> None:
-        """Restore memory saved by :meth:`state_dict`."""
+        """Restore memory saved by `state_dict`."""
         if state is not None:
             raise StateError(f"corrupt Monitor state: {self!r} keeps no state, got {state!r}")
 

@@ -23,7 +23,7 @@ class TimeBudget(Rule):
     from it (the time between the save and the load is not counted). Like
     every rule it is asked at monitored epochs, once a best exists; compose
     it with the rule that stops on progress: ``rule=Patience(10) |
-    TimeBudget(3600)``. Its stops say :attr:`StopReason.TIME_BUDGET`, and
+    TimeBudget(3600)``. Its stops say `StopReason.TIME_BUDGET`, and
     may come at an improving epoch (``stops_on_improvement``): time is up
     whatever the metric does.
 

@@ -1,7 +1,7 @@
 """``ReduceLROnPlateau``: Keras 3's learning-rate rule, without Keras.
 
 Decisions are those of ``keras.callbacks.ReduceLROnPlateau`` (3.15), compared
-as Keras compares them, in float32 (see ``_float32``). As in :class:`Monitor`,
+as Keras compares them, in float32 (see ``_float32``). As in [`Monitor`][earlystop_core.Monitor],
 values are multiplied by a sign (+1 to minimise, -1 to maximise), so there is
 one code path: lower is better.
 """
@@ -27,7 +27,7 @@ _SETTINGS += ("min_delta_mode", "max_reductions", "on_missing")
 
 
 class ReduceLROnPlateau:
-    """Lower the learning rate when a metric stops improving: call :meth:`update` once per epoch.
+    """Lower the learning rate when a metric stops improving: call `update` once per epoch.
 
     Arguments and decisions are Keras 3's ``ReduceLROnPlateau``: after
     ``patience`` epochs without improvement the rate is multiplied by
@@ -47,7 +47,7 @@ class ReduceLROnPlateau:
         min_delta_mode: ``"abs"`` (Keras) or ``"rel"``: improve by more than
             ``min_delta * abs(best)``, which is also right for negative metrics.
         max_reductions: Reduce at most this many times (None: no limit).
-        on_missing: ``"raise"`` (a :class:`MissingMetricError`) or ``"skip"``:
+        on_missing: ``"raise"`` (a [`MissingMetricError`][earlystop_core.MissingMetricError]) or ``"skip"``:
             return the rate unchanged, leaving best, wait and the counters as they are.
 
     Attributes:
@@ -55,7 +55,7 @@ class ReduceLROnPlateau:
         wait: Epochs counted without improvement (it keeps growing at ``min_lr``).
         cooldown_counter: Cooldown epochs still to pass.
         reductions: How many reductions so far.
-        last_reduced: Whether the last :meth:`update` reduced the rate.
+        last_reduced: Whether the last `update` reduced the rate.
 
     Examples:
         >>> p = ReduceLROnPlateau(patience=1, factor=0.5, min_lr=0.2)
@@ -158,11 +158,11 @@ class ReduceLROnPlateau:
         return not less32(self.min_lr, _check_lr(lr)) or (limit is not None and self.reductions >= limit)
 
     def save_counters(self) -> tuple[Any, ...]:
-        """Everything :meth:`update` changes, for :meth:`restore_counters` to put back (a Monitor's rollback)."""
+        """Everything `update` changes, for `restore_counters` to put back (a Monitor's rollback)."""
         return self.best, self.wait, self.cooldown_counter, self.reductions, self.last_reduced
 
     def restore_counters(self, saved: tuple[Any, ...]) -> None:
-        """Put back what :meth:`save_counters` returned."""
+        """Put back what `save_counters` returned."""
         self.best, self.wait, self.cooldown_counter, self.reductions, self.last_reduced = saved
 
     def _improves(self, x: float) -> bool:
@@ -203,7 +203,7 @@ class ReduceLROnPlateau:
         return seal({"format": FORMAT, "version": VERSION, "config": self._config(), "state": state})
 
     def load_state_dict(self, saved: Mapping[str, Any] | str) -> None:
-        """Continue from a :meth:`state_dict` of an identically configured instance.
+        """Continue from a `state_dict` of an identically configured instance.
 
         Raises:
             StateError: The state is corrupt, of another format or version, or
