@@ -32,13 +32,14 @@ class DynamicPatience(Rule):
     patience — never later than ``maximum`` epochs after the last improvement.
 
     Examples:
-        >>> rule = DynamicPatience(initial=4, minimum=2, maximum=8, grow=2, shrink=1)
-        >>> _ = rule.check(0, 1.0, 1.0, 0, True, {})         # first value: no previous best
-        >>> _ = rule.check(1, 0.5, 0.5, 0, True, {})         # 50% better: patience 4 -> 6
-        >>> rule.patience
+        >>> from earlystop_core import Monitor
+        >>> monitor = Monitor("val_loss", rule=DynamicPatience(initial=4, minimum=2, maximum=8, grow=2, shrink=1))
+        >>> _ = monitor.update({"val_loss": 1.0})      # first value: no previous best
+        >>> _ = monitor.update({"val_loss": 0.5})      # 50% better: patience 4 -> 6
+        >>> monitor.rule.patience
         6
-        >>> _ = rule.check(2, 0.4999, 0.4999, 0, True, {})   # 0.02% better: 6 -> 5
-        >>> rule.patience
+        >>> _ = monitor.update({"val_loss": 0.4999})   # 0.02% better: 6 -> 5
+        >>> monitor.rule.patience
         5
     """
 
@@ -126,11 +127,13 @@ class RelativePatience(Rule):
     waits longer, in proportion.
 
     Examples:
-        >>> rule = RelativePatience(fraction=0.25, minimum=3)
-        >>> rule.check(epoch=39, value=1.0, best=0.9, wait=9, improved=False, logs={})
-        False
-        >>> rule.check(epoch=39, value=1.0, best=0.9, wait=10, improved=False, logs={})
-        True
+        Improving for 30 epochs, then flat: at epoch 39, 10 epochs without improvement are 25% of the 40 run.
+
+        >>> from earlystop_core import Monitor
+        >>> monitor = Monitor("val_loss", rule=RelativePatience(fraction=0.25, minimum=3))
+        >>> losses = [1.0 - 0.01 * epoch for epoch in range(30)] + [1.0] * 20
+        >>> [monitor.update({"val_loss": loss}).should_stop for loss in losses].index(True)
+        39
     """
 
     reason = StopReason.PATIENCE_EXHAUSTED

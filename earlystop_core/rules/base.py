@@ -174,8 +174,10 @@ class Patience(Rule):
     epoch 0 never stops, so ``Patience(0)`` acts as ``Patience(1)``.
 
     Examples:
-        >>> Patience(3).check(epoch=5, value=1.0, best=0.5, wait=3, improved=False, logs={})
-        True
+        >>> from earlystop_core import Monitor
+        >>> monitor = Monitor("val_loss", rule=Patience(3))  # the same as Monitor("val_loss", patience=3)
+        >>> [monitor.update({"val_loss": loss}).should_stop for loss in [0.5, 0.6, 0.7, 0.8]]
+        [False, False, False, True]
     """
 
     reason = StopReason.PATIENCE_EXHAUSTED

@@ -43,9 +43,10 @@ class GL(Rule):
     """Generalisation loss: stop at the first epoch with ``GL > alpha`` percent.
 
     Examples:
-        >>> rule = GL(alpha=5)
-        >>> rule.check(epoch=9, value=1.06, best=1.0, wait=3, improved=False, logs={})
-        True
+        >>> from earlystop_core import Monitor
+        >>> monitor = Monitor("val_loss", rule=GL(alpha=5))
+        >>> [monitor.update({"val_loss": loss}).should_stop for loss in [1.0, 1.03, 1.06]]  # 3%, then 6% above
+        [False, False, True]
     """
 
     def __init__(self, alpha: float) -> None:
@@ -69,8 +70,9 @@ class UP(Rule):
     """Stop when the value got worse at the end of ``strips`` successive strips of ``strip`` epochs.
 
     Examples:
-        >>> rule = UP(strips=2, strip=2)
-        >>> [rule.check(t, v, None, 0, False, {}) for t, v in enumerate([1.0, 0.9, 0.95, 1.0, 1.0, 1.1])]
+        >>> from earlystop_core import Monitor
+        >>> monitor = Monitor("val_loss", rule=UP(strips=2, strip=2))
+        >>> [monitor.update({"val_loss": loss}).should_stop for loss in [1.0, 0.9, 0.95, 1.0, 1.0, 1.1]]
         [False, False, False, False, False, True]
     """
 
@@ -122,10 +124,11 @@ class PQ(Rule):
     (``P_k = 0``) with any generalisation loss stops.
 
     Examples:
-        >>> rule = PQ(alpha=0.5, strip=2)
-        >>> rule.check(0, 1.0, 1.0, 0, True, {"loss": 0.5})
+        >>> from earlystop_core import Monitor
+        >>> monitor = Monitor("val_loss", rule=PQ(alpha=0.5, strip=2))
+        >>> monitor.update({"val_loss": 1.0, "loss": 0.5}).should_stop
         False
-        >>> rule.check(1, 1.2, 1.0, 1, False, {"loss": 0.49})
+        >>> monitor.update({"val_loss": 1.2, "loss": 0.49}).should_stop  # GL 20% over a progress of about 10
         True
     """
 

@@ -30,8 +30,9 @@ class Stalled(Rule):
     (``Patience(14) & Stalled(10)``) to stop only after epochs without progress.
 
     Examples:
-        >>> rule = Stalled(window=2)
-        >>> [rule.check(t, v, None, 0, False, {}) for t, v in enumerate([4.0, 3.0, 2.0, 2.5, 2.2, 2.6])]
+        >>> from earlystop_core import Monitor
+        >>> monitor = Monitor("val_loss", rule=Stalled(window=2))
+        >>> [monitor.update({"val_loss": loss}).should_stop for loss in [4.0, 3.0, 2.0, 2.5, 2.2, 2.6]]
         [False, False, False, False, False, True]
     """
 
