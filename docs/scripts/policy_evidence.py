@@ -333,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = {"load and record": loaded - started, "cross-validation and replays": evaluated - loaded}
     text = _keep_discussion(report(learned, baselines, fronts[0], recommended, timing, seconds, args.jobs), args.out)
     text = _keep_schedules(text, args.out)
+    from policy_schedules import for_readers
+
+    text = for_readers(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     try:

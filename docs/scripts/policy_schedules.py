@@ -509,9 +509,53 @@ def write_default(policy: LearnedPolicy) -> None:
     subprocess.run([sys.executable, "-m", "ruff", "format", str(DEFAULT_MODULE)], capture_output=True, check=False)
 
 
+#: Our internal names for things, and what a reader of the docs calls them (applied to every generated line).
+WORDING = (
+    ("the default before issue 16", "the previous default"),
+    ("(the default until issue 16)", "(the previous default)"),
+    ("Until issue 16 `recommended_policy()` was", "Before the refit for schedules, `recommended_policy()` was"),
+    ("The policy recommended until issue 16", "The previous recommended policy"),
+    ("The configuration recommended until issue 16", "The previous recommended configuration"),
+    ("the one recommended until issue 16", "the previous recommended one"),
+    (" (issue 16)", ""),
+    ("### The issue's targets", "### The targets"),
+    (
+        "The acceptance check replays held-out banks we do not have; these are the same targets on the banks we have",
+        "Targets set before the refit, checked on the runs we have (held-out banks of the same kinds are replayed"
+        " separately)",
+    ),
+    ("the issue measured", "a held-out bank measured"),
+    ("where this issue lives", "where the problem lies"),
+    ("combo (FINDINGS)", "combo (our first study)"),
+    ("FINDINGS' kinds of feature", "the first study's kinds of feature"),
+    ("The kinds of feature FINDINGS", "The kinds of feature our first study"),
+    ("FINDINGS' 38.7%", "the first study's 38.7%"),
+    ("`earlystop tune ../shared/curves/dev", "`earlystop tune PATH_TO_THE_CONSTANT_RATE_RUNS"),
+    ("../shared/curves/dev", "the constant-rate runs"),
+    ("(do not edit the figures by hand) ", ""),
+    ("**dev** curve bank", "**constant-rate** runs"),
+    ("dev bank", "constant-rate bank"),
+    ("shift_dev", "scheduled"),
+    (" dev ", " constant-rate "),
+    ("(dev runs", "(constant-rate runs"),
+    ("(dev)", "(constant-rate)"),
+    ("dev-only", "constant-rate-only"),
+    ("on dev |", "on constant-rate |"),
+    ("**dev**", "**constant-rate**"),
+)
+
+
+def for_readers(text: str) -> str:
+    """``text`` in the docs' words: no internal bank names, issue numbers or paths."""
+    for ours, theirs in WORDING:
+        text = text.replace(ours, theirs)
+    return text
+
+
 def insert(section: str, path: Path) -> None:
     """Put ``section`` in place of the one between the markers, or after the page's title."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# A learned stopping policy: the evidence\n"
+    section = for_readers(section)
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
         text = head + section.rstrip("\n") + rest.split(END, 1)[1]
