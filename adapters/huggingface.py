@@ -21,6 +21,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from earlystop_core import Monitor, StateError
 from earlystop_core._files import write_atomically
 
+from . import _optimizer as optim
 from .torch import EarlyStopper
 
 __all__ = ["BEST_FILE", "EarlyStoppingCallback"]
@@ -120,7 +121,9 @@ class EarlyStoppingCallback(TrainerCallback, ExportableState):
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
         if not self._training or self._stopper is None:  # trainer.evaluate() outside train(): nothing to decide
             return
-        decision = self._stopper.step(metrics or {})
+        metrics = dict(metrics or {})
+        metrics.update(optim.rates(self.core.rule, metrics, kwargs.get("optimizer")))  # a learned policy's lr
+        decision = self._stopper.step(metrics)
         if decision.should_stop:
             control.should_training_stop = True  # never set back to False: that could cancel another stop
             log.info("early stopping: %s", decision.message)

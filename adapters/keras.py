@@ -231,7 +231,8 @@ class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
         # All or nothing: if the weights cannot be copied (out of memory) or the rate set, the Monitor
         # goes back to before this epoch, so it never names a best epoch whose weights were not kept.
         undo = monitor.state_dict() if monitor.restore_best_weights or monitor.plateau is not None else None
-        decision = monitor.update(logs, epoch=epoch, lr=lr)
+        rates = self._rates(monitor, logs)
+        decision = monitor.update({**logs, **rates} if rates else logs, epoch=epoch, lr=lr)
         try:
             best = self.model.get_weights() if decision.improved and monitor.restore_best_weights else None
             if decision.lr is not None and decision.lr != lr:
@@ -249,6 +250,16 @@ class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self.model.stop_training = True
             self._stop_asked_restore = decision.restore
             log.info("early stopping: %s", decision.message)
+
+    def _rates(self, monitor: Monitor, logs: Mapping[str, Any]) -> dict[str, float]:
+        """The optimizer's learning rate under each name the rule reads as one and the logs lack (a learned
+        policy's ``lr``), so that the policy sees the schedule: the rate of the epoch that just ended, as a
+        scheduler callback set it or a ``LearningRateSchedule`` gives it. The logs themselves are left alone."""
+        rule = monitor.rule
+        names = [name for name in (rule.optional if rule is not None else ()) if name not in logs]
+        if not names:
+            return {}
+        return dict.fromkeys(names, float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._training = False

@@ -20,6 +20,7 @@ import torch
 
 from earlystop_core import Monitor, StopReason
 
+from . import _optimizer as optim
 from .torch import EarlyStopper
 
 __all__ = ["EarlyStopping", "flavour"]
@@ -100,6 +101,7 @@ class _Deciding(_LightningEarlyStopping):  # type: ignore[misc]
         self._stopper: EarlyStopper | None = None
         self._pending: dict[str, Any] | None = None  # a checkpoint's state loaded before the fit's setup
         self._logs: Any = None  # the Trainer's metrics during a check (a rule may read more than the monitored one)
+        self._optimizer: Any = None  # the Trainer's first optimizer during a check
 
     @property
     def core(self) -> Monitor:
@@ -122,16 +124,22 @@ class _Deciding(_LightningEarlyStopping):  # type: ignore[misc]
 
     def _run_early_stopping_check(self, trainer: Any) -> None:
         self._logs = trainer.callback_metrics  # Lightning's check reads and squeezes the metric, then asks below
+        self._optimizer = trainer.optimizers[0] if trainer.optimizers else None  # its rate, for a learned policy
         try:
             super()._run_early_stopping_check(trainer)
         finally:
-            self._logs = None
+            self._logs = self._optimizer = None
 
     def _evaluate_stopping_criteria(self, current: torch.Tensor) -> tuple[bool, str | None]:
         """The Monitor's decision on this check, in Lightning's terms: whether to stop, and why (or the news)."""
         logs = self._logs or {}
         metrics = {name: float(logs[name].squeeze()) for name in self.core.metrics if name in logs}
         metrics[self.monitor] = float(current)  # as Lightning read and squeezed it
+        rule = self.core.rule
+        for name in getattr(rule, "optional", ()):  # a learned policy's lr: logged by the module, or the optimizer's
+            if name in logs:
+                metrics[name] = float(logs[name].squeeze())
+        metrics.update(optim.rates(rule, metrics, self._optimizer))
         stopper = self._stopper
         decision = self.core.update(metrics) if stopper is None else stopper.step(metrics)
         self._books()

@@ -115,7 +115,8 @@ class EarlyStopper:
         monitor = self.monitor
         lr = None if monitor.plateau is None else float(self._optimizer.param_groups[0]["lr"])
         undo = monitor.state_dict() if monitor.restore_best_weights or monitor.plateau is not None else None
-        decision = self._decide(logs, epoch, lr)
+        rates = optim.rates(monitor.rule, logs, self.optimizer)  # a learned policy sees the schedule
+        decision = self._decide({**logs, **rates} if rates else logs, epoch, lr)
         try:
             self._act(decision)
         except BaseException:

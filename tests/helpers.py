@@ -10,7 +10,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from earlystop_core import Decision
+from earlystop_core import Decision, Rule
 from earlystop_core.replay import engine as engine_module
 
 
@@ -163,3 +163,20 @@ def tiny_bert_config(transformers: Any) -> Any:
         num_labels=2,
         max_position_embeddings=16,
     )
+
+
+class RateSeen(Rule):
+    """A rule that never stops and records the learning rate it is given (``lr``, read when logged, as a learned
+    policy reads it): what an adapter hands a rule that reads the rate."""
+
+    optional = frozenset({"lr"})
+
+    def __init__(self) -> None:
+        self.seen: list[float | None] = []
+
+    def check(self, epoch: int, value: float, best: float | None, wait: int, improved: bool, logs: Any) -> bool:
+        self.seen.append(logs.get("lr"))
+        return False
+
+    def spec(self) -> dict[str, Any]:
+        return {"rule": "RateSeen"}

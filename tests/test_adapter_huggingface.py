@@ -16,7 +16,7 @@ pytest.importorskip("accelerate")
 from earlystop_core import Monitor, StateError, StopReason  # noqa: E402
 from earlystop_core.adapters.huggingface import BEST_FILE, EarlyStoppingCallback  # noqa: E402
 
-from helpers import tiny_bert_config  # noqa: E402
+from helpers import RateSeen, tiny_bert_config  # noqa: E402
 
 EPOCHS = 12
 
@@ -182,3 +182,11 @@ def test_evaluating_after_training_decides_nothing(tmp_path: Path) -> None:
     before = callback.core.state_dict()
     trainer.evaluate()
     assert callback.core.state_dict() == before
+
+
+def test_a_rule_reading_the_learning_rate_gets_the_trainers_rate_at_each_evaluation(tmp_path: Path) -> None:
+    callback = EarlyStoppingCallback(monitor=Monitor("eval_loss", rule=RateSeen(), restore_best_weights=True))
+    train(tmp_path, [callback], num_train_epochs=3)  # linear decay from 5e-3 to 0 over the run
+    seen = callback.core.rule.seen
+    assert len(seen) == 3 and all(rate is not None for rate in seen) and seen == sorted(seen, reverse=True)
+    assert 0 <= seen[-1] < seen[0] < 5e-3  # the rate of the step each evaluation came after

@@ -126,6 +126,26 @@ def test_the_recommended_policy_in_a_real_fit_stops_and_restores_the_most_accura
         np.testing.assert_array_equal(restored, expected)
 
 
+def test_the_recommended_policy_sees_the_learning_rate_schedule_of_a_real_fit() -> None:
+    # No 'lr' in Keras's logs (the scheduler is listed after ours and logs 'learning_rate' only then): the
+    # callback hands the policy the rate the optimizer trained each epoch with, and leaves the logs alone.
+    ours = EarlyStoppingCallback(Monitor(policy="recommended"))
+    schedule = keras.callbacks.LearningRateScheduler(lambda epoch: 0.02 * 0.5**epoch)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=keras.optimizers.Adam(), loss="binary_crossentropy", metrics=["accuracy"])
+    x, y, xv, yv = data()
+    history = model.fit(
+        x, (y > 0).astype("float32"), validation_data=(xv, (yv > 0).astype("float32")), epochs=4, batch_size=8,
+        callbacks=[ours, schedule], verbose=0,
+    ).history  # fmt: skip
+    ran = len(history["loss"])
+    levels = ours.core.state_dict()["state"]["rule"]["features"]["lr"]["levels"]
+    expected = [float(np.log(np.float32(0.02 * 0.5**epoch))) for epoch in range(ran)]
+    assert levels == pytest.approx(expected, rel=1e-6)
+    assert "lr" not in history
+
+
 def test_an_instance_is_reusable_across_fits() -> None:
     callback = EarlyStoppingCallback(patience=2, restore_best_weights=True)
     first = fit(callback)[0]

@@ -15,6 +15,8 @@ pl = pytest.importorskip("pytorch_lightning")
 from earlystop_core import Monitor, StopReason  # noqa: E402
 from earlystop_core.adapters import lightning as adapter  # noqa: E402
 
+from helpers import RateSeen  # noqa: E402
+
 # Lightning's two packages are distinct class hierarchies: these tests use pytorch_lightning's.
 EarlyStopping = adapter.flavour(pl)
 
@@ -276,3 +278,9 @@ def test_under_ddp_every_rank_stops_together_as_with_lightnings_callback(tmp_pat
         stops.append([int((folder / f"rank{rank}").read_text()) for rank in (0, 1)])
     # Rank 1's epoch 3 is worse (wait 1 = patience): it says stop, and both ranks end there, with either callback.
     assert stops[0] == stops[1] == [4, 4]
+
+
+def test_a_rule_reading_the_learning_rate_gets_the_trainers_optimizers(tmp_path: Path) -> None:
+    early_stopping = adapter.EarlyStopping(Monitor("val_loss", rule=RateSeen()))
+    trainer, _ = fit([early_stopping], tmp_path, max_epochs=3)
+    assert early_stopping.core.rule.seen == [0.03] * trainer.current_epoch  # Noisy's Adam, every validation

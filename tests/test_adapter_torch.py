@@ -26,6 +26,8 @@ from earlystop_core import Monitor, ReduceLROnPlateau, StateError, StopReason  #
 from earlystop_core.adapters import _copy, _snapshot  # noqa: E402
 from earlystop_core.adapters.torch import EarlyStopper  # noqa: E402
 
+from helpers import RateSeen  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ["device", "cpu", "disk"]
 
@@ -463,3 +465,19 @@ def test_snapshot_is_near_the_floor_and_well_ahead_of_the_idiom() -> None:
         if ratios[-1][0] <= 1.6 and ratios[-1][1] >= 1.5:
             return
     pytest.fail(f"(ours / floor, idiom / ours) per run: {ratios}; targets: <= 1.6 and >= 1.5")
+
+
+def test_a_rule_reading_the_learning_rate_gets_the_optimizers_when_the_logs_lack_it() -> None:
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    stopper = EarlyStopper(model, Monitor("val_loss", rule=RateSeen()), optimizer=optimizer)
+    for epoch in range(3):
+        optimizer.step()
+        schedule.step()
+        stopper.step({"val_loss": 1.0 - epoch / 10})
+    stopper.step({"val_loss": 0.5, "lr": 0.7})  # a logged rate is the one read
+    assert stopper.monitor.rule.seen == [0.05, 0.025, 0.0125, 0.7]
+    without = EarlyStopper(model, Monitor("val_loss", rule=RateSeen()))  # no optimizer: nothing to read
+    without.step({"val_loss": 1.0})
+    assert without.monitor.rule.seen == [None]
