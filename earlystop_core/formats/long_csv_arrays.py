@@ -8,7 +8,6 @@ its ``(runs, epochs)`` array in turn, its flat array freed as it does.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import math
@@ -25,7 +24,7 @@ from earlystop_core.formats.long_csv import MISSING
 __all__ = ["CHUNK", "Arrays", "read_arrays"]
 
 #: Bytes of text parsed at a time (pyarrow spreads a chunk over the cores).
-CHUNK = 1 << 25
+CHUNK = 1 << 23
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -66,95 +65,31 @@ def read_arrays(path: str | Path, chunk: int = CHUNK) -> Arrays | None:
         return None
     path = Path(path)
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as stream:
-                rows = _read(stream, chunk)
-        else:
-            rows = _read_mapped(path, chunk)
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as stream:
+            size = None if path.suffix == ".gz" else os.fstat(stream.fileno()).st_size
+            rows = _read(stream, chunk, size)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError, EOFError, zlib.error, csv.Error):
         return None
     return None if rows is None else rows.arrays()
 
 
-class _Parser:
-    """The options of a long CSV with a given header, and its rows as chunks of whole lines are parsed."""
-
-    def __init__(self, first: bytes, size: int | None) -> None:
-        import pyarrow as pa
-        import pyarrow.csv as pv
-
-        header = next(csv.reader([first.decode("utf-8-sig")]), [])
-        self.valid = header[:2] == ["run", "epoch"] and len(header) >= 3 and len(set(header)) == len(header)
-        metrics = header[2:]
-        self.read = pv.ReadOptions(column_names=header)
-        types = {"run": pa.dictionary(pa.int32(), pa.string()), "epoch": pa.int64()}
-        types.update(dict.fromkeys(metrics, pa.float64()))
-        self.convert = pv.ConvertOptions(null_values=list(MISSING), strings_can_be_null=False, column_types=types)
-        self.pool = pa.system_memory_pool()  # malloc's: what a chunk's table frees, the arrays reuse
-        self.rows = _Rows(metrics)
-        self.size, self.done = size, len(first)
-
-    def parse(self, lines: Any) -> bool:
-        """Add the rows of ``lines`` (a buffer of whole lines); False where a row is not a long CSV's."""
-        import pyarrow.csv as pv
-
-        table = pv.read_csv(lines, read_options=self.read, convert_options=self.convert, memory_pool=self.pool)
-        self.done += lines.size  # the table holds copies, not the text
-        rows = self.rows
-        expected = (
-            None if self.size is None else math.ceil((rows.count + table.num_rows) * self.size / self.done * 1.05)
-        )
-        return rows.add(table, expected)
-
-
-def _read_mapped(path: Path, chunk: int) -> _Rows | None:
-    """Every row of an uncompressed file, parsed chunk by chunk straight from its memory map (the text is never
-    copied: the page cache is what is parsed); None where the header or a row is not a long CSV's."""
-    import mmap
-
+def _read(stream: Any, chunk: int, size: int | None) -> _Rows | None:
+    """Every row of the file, parsed chunk by chunk; None where the header or a row is not a long CSV's."""
     import pyarrow as pa
-
-    with open(path, "rb") as stream:
-        size = os.fstat(stream.fileno()).st_size
-        if not size:
-            return None
-        mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
-    text = pa.py_buffer(mapped)
-    try:
-        start, released = mapped.find(b"\n") + 1 or size, 0
-        parser = _Parser(mapped[:start], size)
-        if not parser.valid:
-            return None
-        while start < size:
-            end = min(start + chunk, size)
-            if end < size:  # whole lines: up to the chunk's last line end (past it for a longer line)
-                end = mapped.rfind(b"\n", start, end) + 1 or mapped.find(b"\n", end) + 1 or size
-            if not parser.parse(text.slice(start, end - start)):
-                return None
-            # The parsed text leaves this process's memory (it stays in the page cache): only a chunk is resident.
-            done = end // mmap.PAGESIZE * mmap.PAGESIZE
-            if done > released and hasattr(mmap, "MADV_DONTNEED"):
-                mapped.madvise(mmap.MADV_DONTNEED, released, done - released)
-                released = done
-            start = end
-        return parser.rows
-    finally:
-        del text
-        with contextlib.suppress(BufferError):  # a parse error's traceback still points into the map: it is
-            mapped.close()  # closed when that goes
-
-
-def _read(stream: Any, chunk: int) -> _Rows | None:
-    """Every row of a stream (a gzipped file), parsed chunk by chunk; None where the header or a row is not a long
-    CSV's."""
-    import pyarrow as pa
+    import pyarrow.csv as pv
 
     first = stream.readline()
-    parser = _Parser(first, None)
-    if not parser.valid:
+    header = next(csv.reader([first.decode("utf-8-sig")]), [])
+    if header[:2] != ["run", "epoch"] or len(header) < 3 or len(set(header)) < len(header):
         return None
+    metrics = header[2:]
+    read = pv.ReadOptions(column_names=header)
+    types = {"run": pa.dictionary(pa.int32(), pa.string()), "epoch": pa.int64(), **dict.fromkeys(metrics, pa.float64())}
+    convert = pv.ConvertOptions(null_values=list(MISSING), strings_can_be_null=False, column_types=types)
+    pool = pa.system_memory_pool()  # malloc's: what a chunk's table frees, the arrays reuse (pyarrow's pool keeps it)
+    rows = _Rows(metrics)
     text = bytearray(chunk)  # one buffer, refilled: fresh memory per chunk costs a page fault per 4 kB
-    view, kept = memoryview(text), 0  # kept: the start of a line, carried to the front
+    view, kept, done = memoryview(text), 0, len(first)  # kept: the start of a line, carried to the front
     while True:
         if kept == len(text):  # a line longer than the buffer
             view.release()
@@ -163,10 +98,16 @@ def _read(stream: Any, chunk: int) -> _Rows | None:
         got = stream.readinto(view[kept:])
         end = kept + got
         cut = text.rfind(b"\n", 0, end) + 1 if got else end  # whole lines; at the end, whatever is left
-        if cut and not parser.parse(pa.py_buffer(view[:cut])):
-            return None
+        if cut:
+            table = pv.read_csv(pa.py_buffer(view[:cut]), read_options=read, convert_options=convert,
+                                memory_pool=pool)  # fmt: skip  # the table holds copies, not the text
+            done += cut
+            expected = None if size is None else math.ceil((rows.count + table.num_rows) * size / done * 1.05)
+            if not rows.add(table, expected):
+                return None
+            del table
         if not got:
-            return parser.rows
+            return rows
         text[: end - cut] = text[cut:end]
         kept = end - cut
 
