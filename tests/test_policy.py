@@ -19,6 +19,7 @@ from earlystop_core import Monitor, StopReason
 from earlystop_core.errors import MissingMetricError, StateError
 from earlystop_core.policy.features import FAMILIES, LOG_FLOOR, FeatureTracker
 from earlystop_core.policy.fit import (
+    LEFT_OUT,
     fit_logistic,
     fit_policy,
     group_folds,
@@ -695,7 +696,9 @@ def test_the_tune_command_learns_schedule_features_when_runs_log_the_rate(
     assert main(["tune", str(tmp_path / "curves.csv"), "--learn", str(out), "--json"]) == 0
     assert "with schedule features from 'lr'" in capsys.readouterr().err
     policy = LearnedPolicy.load(out)
-    assert policy.lr_metric == "lr" and policy.optional == {"lr"} and set(FAMILIES["lr"]) <= set(policy.features)
+    assert policy.lr_metric == "lr" and policy.optional == {"lr"}
+    # The rate features of the recommended policy: lr_since_best is left out unless named (fit_policy.LEFT_OUT).
+    assert set(FAMILIES["lr"]) - LEFT_OUT <= set(policy.features) and not LEFT_OUT & set(policy.features)
     assert main(["tune", str(tmp_path / "curves.csv"), "--learn", str(out), "--lr-metric", "none", "--json"]) == 0
     assert "schedule features" not in capsys.readouterr().err
     plain = LearnedPolicy.load(out)

@@ -48,6 +48,7 @@ from earlystop_core.rules.base import Rule
 __all__ = [
     "DEFAULT_MAX_WAITS",
     "DEFAULT_MIN_WAITS",
+    "LEFT_OUT",
     "Choice",
     "Model",
     "RunRecord",
@@ -65,6 +66,9 @@ __all__ = [
 Array = npt.NDArray[np.float64]
 #: ``min_wait`` values tried by cross-validation.
 DEFAULT_MIN_WAITS = (2, 3, 5, 8)
+#: Features a fit leaves out unless named: ``lr_since_best`` cost regret under cosine schedules out of problem
+#: (the learned-policy evidence), and the recommended policy goes without it.
+LEFT_OUT = frozenset({"lr_since_best"})
 #: ``max_wait`` values tried by cross-validation.
 DEFAULT_MAX_WAITS = (20, 30, 40, 60)
 #: Logit cut-offs tried: stop when the model's logit is below one of these.
@@ -721,7 +725,8 @@ def fit_policy(
         lr_metric: Learning-rate key; its features are used when any run logs it (a run without it, or an
             epoch, counts as a constant rate: the policy then still decides logs without a rate).
         budget: Use budget features when ``runs_meta`` has an ``epochs`` column.
-        features: The feature names to use (default: every one available).
+        features: The feature names to use (default: every one available but ``LEFT_OUT``, as the
+            recommended policy).
         monitor_options: Further Monitor settings, e.g. ``{"best_from_epoch": 3}``.
         max_regret: The budget: the most cross-validated mean regret allowed
             (target units; may be negative, e.g. with ``keep_best_by`` in
@@ -807,6 +812,8 @@ def fit_policy(
         monitor_options=options,
     )
     tracker = FeatureTracker(log, 1 if budgets is not None else None, train, accuracy, rate)
+    if features is None:  # every one available but those the evidence leaves out, as the default does
+        features = [name for name in tracker.names if name not in LEFT_OUT]
     return fit_recorded(
         records,
         tracker.names,
