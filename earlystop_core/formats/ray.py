@@ -19,7 +19,6 @@ restored trial did. Read with the standard library.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from earlystop_core.errors import FormatError
+from earlystop_core.formats.json_lines import json_lines
 from earlystop_core.formats.long_csv import MISSING
 
 __all__ = ["is_ray_results", "load_ray"]
@@ -75,7 +75,7 @@ def load_ray(path: str | os.PathLike[str]) -> dict[str, dict[str, list[float | N
         A trial restored from its checkpoint after report 2 reports 3 again; the reports it went back over are
         replaced, and a metric missing from a report is ``None`` (not validated then):
 
-        >>> import tempfile
+        >>> import json, tempfile
         >>> trial = Path(tempfile.mkdtemp())
         >>> _ = (trial / "params.json").write_text("{}")
         >>> lines = [{"training_iteration": 1, "loss": 0.9}, {"training_iteration": 2, "loss": 0.8, "val_loss": 1.0},
@@ -149,13 +149,7 @@ def _csv_rows(source: Path, text: set[str]) -> Iterator[tuple[int, int, Report]]
 
 def _json_rows(source: Path, text: set[str]) -> Iterator[tuple[int, int, Report]]:
     with open(source, encoding="utf-8-sig") as stream:
-        for line, entry in enumerate(stream, start=1):
-            if not entry.strip():
-                continue
-            try:
-                result = json.loads(entry)
-            except json.JSONDecodeError as error:
-                raise FormatError(source, line, error.colno, f"not JSON: {error.msg}") from None
+        for line, _, result in json_lines(source, stream):
             if not isinstance(result, dict) or "training_iteration" not in result:
                 raise FormatError(source, line, None, "not a Tune result: a JSON object with 'training_iteration'")
             report: Report = {}

@@ -53,6 +53,7 @@ from typing import Any
 from earlystop_core.errors import FormatError
 from earlystop_core.formats.huggingface import TRAINER_STATE, is_trainer_state, trainer_state_from_text
 from earlystop_core.formats.huggingface import run_name as hf_run_name
+from earlystop_core.formats.json_lines import json_lines
 from earlystop_core.formats.long_csv import MISSING, load_curves
 from earlystop_core.formats.mlflow import is_mlflow_store, load_mlflow
 from earlystop_core.formats.optuna import is_optuna_storage, load_optuna
@@ -350,13 +351,7 @@ def _jsonl(path: Path, text: str, default_run: str) -> Curves:
     runs: dict[str, dict[int, dict[str, float]]] = {}
     names: dict[str, list[str]] = {}
     keyed: bool | None = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise FormatError(path, number, error.colno, f"not JSON: {error.msg}") from None
+    for number, line, item in json_lines(path, text.splitlines()):
         if not isinstance(item, dict):
             raise FormatError(path, number, 1, f"expected an object {{...}}, got {type(item).__name__}")
         if keyed is None:
