@@ -6,7 +6,7 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -644,19 +644,29 @@ def test_group_folds_and_patience_outcome() -> None:
     assert regret.tolist() == pytest.approx([r.regret for r in expected])
 
 
+def write_tune_inputs(folder: Path, rate: Callable[[str, int], str] | None = None) -> None:
+    """A synthetic bank of 8 runs x 40 epochs as ``curves.csv`` (with an ``lr`` column of ``rate(run, epoch)``
+    when given) beside a ``runs.csv`` naming each run's problem."""
+    bank, meta = synthetic_bank(runs=8, epochs=40)
+    metrics = ["loss", "val_loss", "val_accuracy", "test_accuracy"]
+    rows = [",".join(["run", "epoch", *metrics, *(["lr"] if rate else [])])]
+    for run, curve in bank.items():
+        for t in range(40):
+            rows.append(
+                ",".join([run, str(t), *(repr(curve[k][t]) for k in metrics), *([rate(run, t)] if rate else [])])
+            )
+    (folder / "curves.csv").write_text("\n".join(rows) + "\n")
+    (folder / "runs.csv").write_text(
+        "run,problem,epochs\n" + "".join(f"{r},{m['problem']},40\n" for r, m in meta.items())
+    )
+
+
 def test_the_tune_command_learns_a_policy_by_group_and_saves_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from earlystop_core.cli import main
 
-    bank, meta = synthetic_bank(runs=8, epochs=40)
-    rows = ["run,epoch,loss,val_loss,val_accuracy,test_accuracy"]
-    for run, curve in bank.items():
-        rows += [",".join([run, str(t), *(repr(curve[k][t]) for k in rows[0].split(",")[2:])]) for t in range(40)]
-    (tmp_path / "curves.csv").write_text("\n".join(rows) + "\n")
-    (tmp_path / "runs.csv").write_text(
-        "run,problem,epochs\n" + "".join(f"{r},{m['problem']},40\n" for r, m in meta.items())
-    )
+    write_tune_inputs(tmp_path)
     out = tmp_path / "policy.json"
     assert main(["tune", str(tmp_path / "curves.csv"), "--learn", str(out), "--max-regret", "0.001", "--json"]) == 0
     captured = capsys.readouterr()
@@ -681,16 +691,9 @@ def test_the_tune_command_learns_schedule_features_when_runs_log_the_rate(
 ) -> None:
     from earlystop_core.cli import main
 
-    bank, meta = synthetic_bank(runs=8, epochs=40)
-    rows = ["run,epoch,loss,val_loss,val_accuracy,test_accuracy,lr"]
-    for run, curve in bank.items():
-        for t in range(40):
-            # Even runs anneal their rate (cosine), odd ones log none: they count as a constant rate.
-            rate = repr(0.1 * 0.5 * (1 + math.cos(math.pi * t / 40))) if int(run) % 2 == 0 else ""
-            rows.append(",".join([run, str(t), *(repr(curve[k][t]) for k in rows[0].split(",")[2:-1]), rate]))
-    (tmp_path / "curves.csv").write_text("\n".join(rows) + "\n")
-    (tmp_path / "runs.csv").write_text(
-        "run,problem,epochs\n" + "".join(f"{r},{m['problem']},40\n" for r, m in meta.items())
+    # Even runs anneal their rate (cosine), odd ones log none: they count as a constant rate.
+    write_tune_inputs(
+        tmp_path, lambda run, t: repr(0.1 * 0.5 * (1 + math.cos(math.pi * t / 40))) if int(run) % 2 == 0 else ""
     )
     out = tmp_path / "policy.json"
     assert main(["tune", str(tmp_path / "curves.csv"), "--learn", str(out), "--json"]) == 0
