@@ -391,35 +391,15 @@ def report(
     previous = oop[PREVIOUS]
     schedules = [(s, _runs(bank="shift", schedule=s)) for s in SCHEDULES]
     archs = [(a, _runs(bank="shift", arch=a)) for a in ("cnn", "mlp")]
-    out += group_table(
-        f"### Per schedule, out of schedule: {RECOMMENDED}\n\nEach schedule's shift_dev runs replayed by the "
-        "policy fitted and tuned without any run of that schedule.",
-        [*schedules, ("all shift_dev", _runs(bank="shift"))],
-        rec_oos,
-        baselines,
-        previous,
-    )
-    out += group_table(
-        f"### Per schedule, out of problem: {RECOMMENDED}",
-        [*schedules, ("all shift_dev", _runs(bank="shift"))],
-        rec_oop,
-        baselines,
-        previous,
-    )
-    out += group_table(
-        f"### Per architecture (shift_dev), out of schedule: {RECOMMENDED}",
-        archs,
-        rec_oos,
-        baselines,
-        previous,
-    )
-    out += group_table(
-        f"### Per architecture (shift_dev), out of problem: {RECOMMENDED}",
-        archs,
-        rec_oop,
-        baselines,
-        previous,
-    )
+    every = [*schedules, ("all shift_dev", _runs(bank="shift"))]
+    notes = {
+        ("Per schedule", "out of schedule"): "\n\nEach schedule's shift_dev runs replayed by the policy fitted and "
+        "tuned without any run of that schedule."
+    }
+    for heading, groups in (("Per schedule", every), ("Per architecture (shift_dev)", archs)):
+        for protocol, outcome in (("out of schedule", rec_oos), ("out of problem", rec_oop)):
+            title = f"### {heading}, {protocol}: {RECOMMENDED}{notes.get((heading, protocol), '')}"
+            out += group_table(title, groups, outcome, baselines, previous)
     problems = sorted({_META[r]["problem"] for r in _CURVES})
     out += group_table(
         f"### Per problem (both banks), out of problem: {RECOMMENDED}",
