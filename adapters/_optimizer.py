@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ._checks import checked_lr
+from ._checks import checked_lr, missing_rates
 
 Tensors = dict[tuple[int, str], torch.Tensor]
 
@@ -119,21 +119,16 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
             group["lr"] = new
 
 
-def rates(rule_reads: Any, logs: Mapping[str, Any], optimizer: Any) -> dict[str, float]:
-    """The optimizer's learning rate (its first group's) under each name a stopping rule reads as one (its
-    ``optional`` names: a learned policy's ``lr``) and the logs lack, so that the rule sees the schedule.
-
-    ``rule_reads`` is the Monitor's rule (None: nothing to add); ``optimizer`` a torch optimizer or None.
+def rates(rule: Any, logs: Mapping[str, Any], optimizer: Any) -> dict[str, float]:
+    """The optimizer's learning rate (its first group's) for a rule that reads one, where the logs lack it
+    (`missing_rates`); ``{}`` without an optimizer.
 
     Examples:
         >>> from earlystop_core import Monitor
         >>> optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
         >>> rates(Monitor(policy="recommended").rule, {"val_loss": 1.0}, optimizer)
         {'lr': 0.1}
-        >>> rates(Monitor(policy="recommended").rule, {"val_loss": 1.0, "lr": 0.5}, optimizer)
-        {}
     """
-    names = [name for name in getattr(rule_reads, "optional", ()) if name not in logs]
-    if not names or optimizer is None or not optimizer.param_groups:
+    if optimizer is None or not optimizer.param_groups:
         return {}
-    return dict.fromkeys(names, float(optimizer.param_groups[0]["lr"]))
+    return missing_rates(rule, logs, lambda: float(optimizer.param_groups[0]["lr"]))

@@ -21,7 +21,7 @@ import numpy as np
 from earlystop_core import Monitor, StateError, infer_mode
 from earlystop_core._json import float_to_json
 
-from ._checks import checked_lr
+from ._checks import checked_lr, missing_rates
 
 __all__ = ["EarlyStoppingCallback"]
 
@@ -255,11 +255,9 @@ class EarlyStoppingCallback(keras.callbacks.Callback):  # type: ignore[misc]
         """The optimizer's learning rate under each name the rule reads as one and the logs lack (a learned
         policy's ``lr``), so that the policy sees the schedule: the rate of the epoch that just ended, as a
         scheduler callback set it or a ``LearningRateSchedule`` gives it. The logs themselves are left alone."""
-        rule = monitor.rule
-        names = [name for name in (rule.optional if rule is not None else ()) if name not in logs]
-        if not names:
-            return {}
-        return dict.fromkeys(names, float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+        return missing_rates(
+            monitor.rule, logs, lambda: float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        )
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._training = False
