@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from command_outputs import printed  # a sibling script: the docs show what the command prints
 
 from earlystop_core import GL, PQ, UP, DynamicPatience, Monitor, Patience, RelativePatience, Stalled, never
 from earlystop_core.curves import best_epoch
@@ -1202,7 +1203,7 @@ def report(rows: Sequence[Row], with_figure: bool) -> str:
         "the full table's by a few tenths of a point):\n"
     )
     add(f"```bash\n{SAMPLE_COMMAND}\n```\n")
-    add(f"<!-- output of: {SAMPLE_COMMAND} -->\n```text\n{_sample_output()}\n```\n")
+    add(f"<!-- output of: {SAMPLE_COMMAND} -->\n```text\n{printed(SAMPLE_COMMAND)}\n```\n")
     add(
         "The same command reads your own logs in place of `sample` ([Replay and tune](replay.md)). This page is "
         "written by `docs/scripts/rules_evidence.py` in the repository, from the full set of 1,200 runs; it is "
@@ -1216,21 +1217,6 @@ SAMPLE_COMMAND = (
     "earlystop replay sample --strategy patience=20 --strategy patience=20,best_from_epoch=3 --strategy combo"
     " --strategy rule=GL(5)"
 )
-
-
-def _sample_output() -> str:
-    """What ``SAMPLE_COMMAND`` prints (the docs tests hold the page to it)."""
-    import contextlib
-    import io
-
-    from earlystop_core.cli import main as earlystop
-
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        status = earlystop(SAMPLE_COMMAND.split()[1:])
-    if status != 0:
-        raise SystemExit(f"{SAMPLE_COMMAND!r} failed with exit status {status}")
-    return printed.getvalue().rstrip("\n")
 
 
 def _runs(ids: Sequence[str]) -> str:
