@@ -159,6 +159,23 @@ def test_replay_keeps_what_the_monitor_keeps_and_so_does_the_vectorised_engine()
     assert evaluate({"a": curve}, strategy).engine == "scan"
 
 
+@pytest.mark.parametrize(
+    ("losses", "kept"),
+    [
+        ([1.0, math.nan, 0.8, 0.7, 0.9], 1),  # a NaN loss at the first tied epoch is never displaced
+        ([1.0, 0.8, math.nan, 0.7, 0.9], 3),  # a NaN loss never wins a tie
+        ([1.0, math.nan, math.nan, math.nan, 0.9], 1),  # every tied loss NaN: the first tied epoch
+        ([1.0, 0.8, 0.8, 0.7, 0.7], 3),  # equal losses: the earlier epoch
+    ],
+)
+def test_every_engine_breaks_accuracy_ties_as_the_monitor_does(losses: list[float], kept: int) -> None:
+    curve = {"val_loss": losses, "val_accuracy": [0.5, 0.7, 0.7, 0.7, 0.7], "test_accuracy": [0.5] * 5}
+    strategy = {"patience": 10, "keep_best_by": "val_accuracy", "check_finite": False, "restore_best_weights": True}
+    assert replay_run(curve, lambda: Monitor(**strategy), "test_accuracy").kept == kept
+    for engine in ("scan", "loop", "scalar"):
+        assert evaluate({"a": curve}, strategy, target="test_accuracy", engine=engine).kept.tolist() == [kept]
+
+
 class KeepBestByMachine(RuleBasedStateMachine):
     """Updates, save/load through strict JSON and resets, beside a naive model of the kept epoch.
 

@@ -772,31 +772,30 @@ def _keep_values(bank: Bank, config: MonitorConfig, work: _Scratch) -> Float32Ar
 def _kept_by(keep32: Float32Array, signed32: Float32Array, start: int, last: IntArray, work: _Scratch) -> IntArray:
     """With ``keep_best_by``: the kept epoch after epoch ``last`` (-1 before ``start``).
 
-    The Monitor's step from ``start`` on: an epoch is kept when its keep value
-    is lower, or equal with a lower monitored value (float32 comparisons; a
-    NaN never wins a tie and is never displaced by one).
+    The Monitor's step from ``start`` on keeps an epoch when its keep value is
+    lower, or equal with a lower monitored value (float32 comparisons; a NaN
+    never wins a tie and is never displaced by one). Non-finite keep values are
+    +inf here, so the kept epoch is found without stepping: the first epoch
+    holding the lowest keep value, unless a later epoch holding it too has a
+    strictly lower monitored value: then the first holding the lowest of those
+    (a NaN at the first keeps it).
     """
     width, count = keep32.shape
-    if start >= width:
+    if start >= width or not (last >= start).any():
         return np.full(count, -1, dtype=np.int64)
-    steps = width - start
-    history = work.get("kept_by", np.int64, steps)
-    best_k, best_s = keep32[start].copy(), signed32[start].copy()
-    history[0] = start
-    take, tie = np.empty(count, dtype=bool), np.empty(count, dtype=bool)
-    less, equal, putmask, copyto = np.less, np.equal, np.putmask, np.copyto
-    for step in range(1, steps):
-        k, s = keep32[start + step], signed32[start + step]
-        less(k, best_k, out=take)
-        equal(k, best_k, out=tie)
-        tie &= less(s, best_s)
-        take |= tie
-        copyto(history[step], history[step - 1])
-        putmask(history[step], take, start + step)
-        putmask(best_k, take, k)
-        putmask(best_s, take, s)
-    at = np.clip(last - start, 0, steps - 1)
-    return np.where(last >= start, history[at, np.arange(count)], -1)
+    span = int(min(last.max(), width - 1)) + 1 - start  # the rows any run reaches
+    rows = np.arange(span)[:, None]
+    seen = rows <= (last - start)  # the epochs each run has had by ``last``
+    keep = np.where(seen, keep32[start : start + span], np.float32(np.inf))
+    lowest = keep.min(axis=0)
+    tied = np.equal(keep, lowest, out=work.get("tied", bool, span)) & seen
+    first = tied.argmax(axis=0)
+    signed = np.where(tied, signed32[start : start + span], np.float32(np.nan))
+    with np.errstate(invalid="ignore"):
+        least = np.fmin.reduce(signed, axis=0)  # NaN where every tied value is NaN
+    later = _first_true(np.equal(signed, least), -1)
+    stuck = np.isnan(signed[first, np.arange(count)]) | (later < 0)
+    return np.where(last >= start, start + np.where(stuck, first, later), -1)
 
 
 def _adoptions(
