@@ -8,8 +8,10 @@ the recommended policy, and the fitting-time simulation against the Monitor.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from earlystop_core import Monitor
+from earlystop_core.policy import simulate as simulation
 from earlystop_core.policy.features import FAMILIES, FeatureTracker
 from earlystop_core.policy.fit import record_runs, simulate
 from earlystop_core.policy.learned import LearnedPolicy
@@ -103,44 +106,214 @@ def test_the_vectorised_log_is_math_log_on_a_million_values() -> None:
 # -- first_stops against the policy's own check --------------------------------------------------------------------
 
 
+@st.composite
+def stop_inputs(draw: st.DrawFn, policy: LearnedPolicy, loss: st.SearchStrategy[float] = LOSS) -> dict[str, Any]:
+    """What `first_stops` takes besides the policy: up to 4 runs of up to 40 rows, any block size."""
+    runs, rows = draw(st.integers(1, 4)), draw(st.integers(1, 40))
+
+    def cells(values: st.SearchStrategy[Any]) -> np.ndarray:
+        return np.array(draw(st.lists(values, min_size=rows * runs, max_size=rows * runs))).reshape(rows, runs)
+
+    logs = {"loss": cells(loss | st.just(-1.0)).astype(float), "val_accuracy": cells(ACCURACY).astype(float)}
+    rate = draw(rates(rows, runs))
+    if rate is not None:
+        logs["lr"] = rate
+    adopted = cells(st.booleans())
+    shared = draw(st.booleans())  # no baseline: every adoption resets wait (the same array, as the engine passes)
+    return {
+        "start": draw(st.integers(0, 3)),
+        "value": cells(loss if policy.log else st.floats(-5, 5) | loss).astype(float),
+        "adopted": adopted,
+        "reset": adopted if shared else adopted & cells(st.booleans()),  # an adoption that beats the baseline
+        "logs": logs,
+        "limit": np.array(draw(st.lists(st.integers(0, rows), min_size=runs, max_size=runs))),
+        "earliest": draw(st.integers(0, rows)),
+        "block": draw(st.sampled_from([1, 3, 16])),
+    }
+
+
+def checked(
+    policy: LearnedPolicy, inputs: dict[str, Any], run: int, drop: Any = None
+) -> list[tuple[bool, float, bool]]:
+    """Per row of ``run`` up to its limit: what the policy's own ``check`` says, its logit, whether the logit decides.
+
+    ``drop``: called where the learning rate is NaN, whether to leave it out of the logs instead.
+    """
+    start, value, adopted, reset, logs = (inputs[name] for name in ("start", "value", "adopted", "reset", "logs"))
+    own = LearnedPolicy.from_json(policy.to_json(), max_epochs=policy.max_epochs)
+    best, wait, said = None, 0, []
+    for row in range(int(inputs["limit"][run])):
+        wait = 0 if reset[row, run] else wait + 1
+        if adopted[row, run]:
+            best = float(value[row, run])
+        metrics = {name: float(array[row, run]) for name, array in logs.items()}
+        if math.isnan(metrics.get("lr", 0.0)) and drop is not None and drop():
+            del metrics["lr"]  # not logged, rather than logged as NaN: the same to the policy
+        says = own.check(start + row, float(value[row, run]), best, wait, bool(adopted[row, run]), metrics)
+        by_logit = not adopted[row, run] and start + row != 0 and policy.min_wait <= wait < policy.max_wait
+        said.append((says, own._logit, by_logit))
+    return said
+
+
+def first_said(said: list[tuple[bool, float, bool]], earliest: int, rows: int) -> int:
+    """The first row from ``earliest`` where ``check`` said stop (``rows``: none)."""
+    return next((row for row, (says, _, _) in enumerate(said) if says and row >= earliest), rows)
+
+
 @given(policies(), st.data())
 @SETTINGS
 def test_first_stops_is_the_first_epoch_the_policy_check_says_stop(policy: LearnedPolicy, data: st.DataObject) -> None:
-    runs, rows = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 40))
-    start, block = data.draw(st.integers(0, 3)), data.draw(st.sampled_from([1, 3, 16]))
-    cells = st.lists(st.lists(LOSS if policy.log else st.floats(-5, 5) | LOSS, min_size=runs, max_size=runs),
-                     min_size=rows, max_size=rows)  # fmt: skip
-    value = np.array(data.draw(cells), dtype=float).reshape(rows, runs)
-    loss = np.array(data.draw(st.lists(LOSS | st.just(-1.0), min_size=rows * runs, max_size=rows * runs)))
-    accuracy = np.array(data.draw(st.lists(ACCURACY, min_size=rows * runs, max_size=rows * runs)))
-    logs = {"loss": loss.reshape(rows, runs), "val_accuracy": accuracy.reshape(rows, runs)}
-    rate = data.draw(rates(rows, runs))
-    if rate is not None:
-        logs["lr"] = rate
-    adopted = np.array(data.draw(st.lists(st.booleans(), min_size=rows * runs, max_size=rows * runs))).reshape(
-        rows, runs
-    )
-    beats = np.array(data.draw(st.lists(st.booleans(), min_size=rows * runs, max_size=rows * runs)))
-    reset = adopted & beats.reshape(rows, runs)  # an adoption that beats the baseline
-    limit = np.array(data.draw(st.lists(st.integers(0, rows), min_size=runs, max_size=runs)))
-    earliest = data.draw(st.integers(0, rows))
-    got = first_stops(policy, start, value, adopted, reset, logs, limit, earliest, block)
+    inputs = data.draw(stop_inputs(policy))
+    got = first_stops(policy, **inputs)
+    rows, runs = inputs["value"].shape
     for run in range(runs):
-        own = LearnedPolicy.from_json(policy.to_json(), max_epochs=policy.max_epochs)
-        best = None
-        expected, wait = rows, 0
-        for row in range(int(limit[run])):
-            wait = 0 if reset[row, run] else wait + 1
-            if adopted[row, run]:
-                best = float(value[row, run])
-            metrics = {name: float(array[row, run]) for name, array in logs.items()}
-            if math.isnan(metrics.get("lr", 0.0)) and data.draw(st.booleans()):
-                del metrics["lr"]  # not logged, rather than logged as NaN: the same to the policy
-            says = own.check(start + row, float(value[row, run]), best, wait, bool(adopted[row, run]), metrics)
-            if says and row >= earliest:
-                expected = row
-                break
-        assert got[run] == expected, f"run {run}"
+        said = checked(policy, inputs, run, lambda: data.draw(st.booleans()))
+        assert got[run] == first_said(said, inputs["earliest"], rows), f"run {run}"
+
+
+# -- the fast pass: numpy's logarithm, vouched for by a bound on its logit ------------------------------------------
+
+
+def worse_log(values: np.ndarray) -> np.ndarray:
+    """numpy's logarithm moved by up to 8 units in the last place: a function of the value (its low bits)."""
+    logs = np.log(values)
+    shift = (np.asarray(values, dtype=np.float64).view(np.uint64) % np.uint64(17)).astype(np.float64) - 8.0
+    moved: np.ndarray = np.where(np.isfinite(logs), logs + shift * np.spacing(logs), logs)
+    return moved
+
+
+@contextlib.contextmanager
+def fast_log(log: Any) -> Iterator[list[int]]:
+    """The fast pass with ``log`` for numpy's logarithm (trusted); yields the runs the exact pass decides again."""
+    again: list[int] = []
+    exact = simulation.first_stops
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("exact"):
+            again.append(args[2].shape[1])
+        return exact(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(simulation, "_fast_log", log)
+        patch.setattr(simulation, "_fast_log_trusted", lambda: True)
+        patch.setattr(simulation, "first_stops", spy)
+        yield again
+
+
+BIG = st.floats(1e12, 1e300)  # levels above the floor's magnitude: a larger bound
+
+
+def at_threshold(policy: LearnedPolicy, logit: float) -> LearnedPolicy:
+    """The policy with its bias moved so that ``logit`` becomes the threshold's (0, to within a rounding)."""
+    saved = policy.to_json()
+    saved["bias"] -= logit
+    saved["threshold"] = 0.5
+    del saved["checksum"]  # edited on purpose
+    return LearnedPolicy.from_json(saved, max_epochs=policy.max_epochs)
+
+
+@given(policies(), st.data())
+@SETTINGS
+def test_a_logarithm_8_units_off_in_the_last_place_changes_no_stop(policy: LearnedPolicy, data: st.DataObject) -> None:
+    inputs = data.draw(stop_inputs(policy, LOSS | BIG))
+    exact = first_stops(policy, **inputs, exact=True)
+    with fast_log(worse_log):
+        assert first_stops(policy, **inputs).tolist() == exact.tolist()
+
+
+@given(st.data())
+@settings(SETTINGS, max_examples=80)
+def test_a_decision_at_the_threshold_itself_is_made_by_the_exact_pass(data: st.DataObject) -> None:
+    """The threshold is moved onto a logit the policy decides by: only the exact pass can tell which side it is."""
+    policy = data.draw(policies())
+    drawn = data.draw(stop_inputs(policy))
+    inputs = {
+        name: {k: v[:, :1] for k, v in value.items()} if name == "logs" else value for name, value in drawn.items()
+    }
+    for name in ("value", "adopted", "reset", "limit"):
+        inputs[name] = drawn[name][..., :1]
+    if drawn["reset"] is drawn["adopted"]:
+        inputs["reset"] = inputs["adopted"]
+    inputs["limit"], inputs["earliest"] = np.array([len(inputs["value"])]), 0  # every row asked
+    said = checked(policy, inputs, 0)
+    asked = [
+        row
+        for row, (_, logit, by_logit) in enumerate(said)
+        if by_logit and row >= inputs["earliest"] and abs(logit) < 2
+    ]
+    assume(asked)
+    row = data.draw(st.sampled_from(asked))
+    on_it = at_threshold(policy, said[row][1])
+    moved = checked(on_it, inputs, 0)[row][1]  # not always 0: moving the bias rounds
+    assume(abs(moved) <= 1e-14 * (sum(map(abs, on_it._folded)) + abs(on_it._bias_folded)))  # within any bound
+    exact = first_stops(on_it, **inputs, exact=True)
+    with fast_log(worse_log) as again:
+        assert first_stops(on_it, **inputs).tolist() == exact.tolist()
+    assert exact[0] == first_said(checked(on_it, inputs, 0), inputs["earliest"], len(inputs["value"]))
+    if exact[0] >= row:  # the decision at the threshold was asked
+        assert again == [1]
+
+
+def test_the_exact_pass_decides_again_a_run_whose_logit_is_at_the_threshold() -> None:
+    """A run stepping onto the threshold's logit is decided again by the exact pass, the others not."""
+    policy = LearnedPolicy(["gl", "log_wait"], [0.0, 0.0], [1.0, 1.0], [4.0, -1.0], 0.0, threshold=0.5,
+                           min_wait=1, max_wait=100, log=True)  # fmt: skip
+    rows = 30
+    value = np.tile(np.concatenate([np.linspace(1.0, 0.5, 10), np.full(rows - 10, 0.6)])[:, None], (1, 3))
+    adopted = np.zeros_like(value, dtype=bool)
+    adopted[:10] = True
+    inputs = {"start": 0, "value": value, "adopted": adopted, "reset": adopted, "logs": {},
+              "limit": np.full(3, rows), "earliest": 0, "block": 16}  # fmt: skip
+    said = checked(policy, inputs, 0)
+    logit = said[20][1]  # row 20: wait 11 (the logit falls with the wait: higher at every row before)
+    assert all(earlier > logit for _, earlier, _ in said[10:20])
+    value[10:, 2] = 0.7  # run 2: further from its best, its logit further from the threshold at every row
+    on_it = at_threshold(policy, logit)
+    exact = first_stops(on_it, **inputs, exact=True)
+    with fast_log(worse_log) as again:
+        assert first_stops(on_it, **inputs).tolist() == exact.tolist()
+    assert again == [2]  # runs 0 and 1, alike, decided again together; run 2 by the fast pass alone
+
+
+def test_a_record_of_the_training_loss_the_logarithms_might_order_otherwise_is_left_to_the_exact_pass() -> None:
+    """Two training losses a unit in the last place apart: the exact pass sets a record where the fast one does not."""
+    lower = next(
+        x for x in np.nextafter(1.5, 2.0) + np.spacing(1.5) * np.arange(1000)  # a loss, and the one just below it
+        if worse_log(np.array([np.nextafter(x, 0.0)]))[0] >= worse_log(np.array([x]))[0]
+    )  # fmt: skip
+    below = float(np.nextafter(lower, 0.0))
+    assert math.log(below) < math.log(lower)
+    loss = np.array([2.0, lower, 3.0, 3.0, below, 3.0, 3.0, 3.0, 3.0, 3.0])[:, None]
+    policy = LearnedPolicy(["train_log_wait"], [0.0], [1.0], [-1.0], 0.0, threshold=1 / (1 + math.exp(1.5)),
+                           min_wait=1, max_wait=100, train_metric="loss")  # fmt: skip
+    value = np.linspace(1.0, 0.9, 10)[:, None]
+    adopted = np.zeros_like(value, dtype=bool)
+    adopted[0] = True
+    inputs = {"start": 0, "value": value, "adopted": adopted, "reset": adopted, "logs": {"loss": loss},
+              "limit": np.array([10]), "earliest": 0, "block": 16}  # fmt: skip
+    exact = first_stops(policy, **inputs, exact=True)
+    assert exact.tolist() == [8] == [first_said(checked(policy, inputs, 0), 0, 10)]  # the record at row 4
+    with fast_log(worse_log) as again:
+        assert first_stops(policy, **inputs).tolist() == [8]  # row 5 had the record stayed at row 1
+    assert again == [1]
+
+
+def test_a_numpy_logarithm_further_off_than_checked_turns_the_fast_pass_off() -> None:
+    simulation._fast_log_trusted.cache_clear()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(simulation, "_fast_log", lambda values: np.log(values) * (1.0 + 1e-13))
+            assert not simulation._fast_log_trusted()
+    finally:
+        simulation._fast_log_trusted.cache_clear()
+    assert simulation._fast_log_trusted()  # numpy's own is within 2 units of math.log here
+
+
+def test_the_fast_pass_decides_every_run_of_the_bundled_sample_alone() -> None:
+    bank = Bank.load(ROOT / "earlystop_core" / "data" / "sample_curves.csv.gz")
+    with fast_log(np.log) as again:
+        fast = evaluate(bank, {"policy": "recommended"})
+    assert again == [] and fast.results() == evaluate(bank, {"policy": "recommended"}, engine="scalar").results()
 
 
 # -- the replay engine against the Monitor --------------------------------------------------------------------------
