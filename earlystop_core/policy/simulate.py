@@ -246,7 +246,11 @@ def _magnitudes(policy: LearnedPolicy, value: FloatArray | None, logs: Mapping[s
             largest = max(largest, math.log(max(_finite_max(array), 1.0)))
     if not policy.log:
         largest = max(largest, _finite_max(np.abs(value)))
-    accuracy = 0.0 if policy.accuracy_metric is None else _finite_max(np.abs(logs[policy.accuracy_metric]))
+    accuracy = 0.0
+    if policy.accuracy_metric is not None:
+        values = logs[policy.accuracy_metric]
+        if (values > largest).any() or (values < -largest).any():  # rare: an accuracy is a fraction
+            accuracy = _finite_max(np.abs(values))
     return largest, 2.0 * max(largest, accuracy)
 
 
@@ -321,10 +325,9 @@ class _Trackers:
             self.lr_window = np.full((_WINDOW, count), np.nan)
             self.constant_rates = [np.full((1, 1), rate) for rate in LR_CONSTANT]  # broadcast to any rows
         if fast is not None:
-            # M and F (see _magnitudes); the features with weight; the error coefficients of their sum (_margin).
+            # M and F (see _magnitudes); the error coefficients of the features' sum (see _margin).
             self.magnitude, self.largest = _magnitudes(policy, value, fast)
             names = policy._tracker.names
-            self.used = [k for k, weight in enumerate(self.weights) if weight != 0.0]
             errors = [(abs(self.weights[k]), _ERRORS[name]) for k, name in enumerate(names) if name in _ERRORS]
             self.error = [sum(weight * terms[n] for weight, terms in errors) for n in range(3)]
             ratio = names.index("gl_over_noise")
@@ -392,7 +395,7 @@ class _Trackers:
         # At b (the last adoption, or the first epoch seen): each series' value, from this block or kept.
         anchor = np.maximum(adoption, 0)
         inside = anchor >= first
-        at = np.where(inside, anchor - first, 0)
+        at = (anchor - first) * inside  # (integer arithmetic: cheaper than np.where on an irregular mask)
         # Each series' value at b: its carried value at row `at` of this block, or the one kept (as row -1).
         series = self.series
         source = np.concatenate([self.at_best.reshape(1, -1), carried])
@@ -434,7 +437,8 @@ class _Trackers:
             )
             noise[early] = np.where(e > 1, noise[early], 0.0)
         gl = np.minimum(level - best_level, _CAP)  # the tracker's `if gl > 50: gl = 50`
-        ratio = gl / np.fmax(noise, _NOISE_FLOOR)  # divided by the noise when it is above the floor
+        floor = np.fmax(noise, _NOISE_FLOOR)
+        ratio = gl / floor  # divided by the noise when it is above the floor
         columns: list[FloatArray] = [
             self.log1p[wait],
             wait / j,
@@ -446,6 +450,9 @@ class _Trackers:
             np.fmin(ratio, _CAP),  # `ratio if ratio < 50 else 50`: a NaN ratio is 50 too
             recent,
         ]
+        summed = _Sum(self.bias, self.weights, value.shape) if fast else None  # each group added while cached
+        if summed is not None:
+            summed.add(columns)
         budget = self.budget
         if budget is not None:
             left = budget - 1 - epoch
@@ -454,24 +461,26 @@ class _Trackers:
         if self.train or self.accuracy:
             records, doubt = self._records(cols, row, carried[:, width:], at_best[:, width:], level, first)
             columns += records
+            if summed is not None:
+                summed.add(columns)
         if self.lr is not None:
             columns += self._rates(first, logs.get(self.lr), inside, at)
         may: BoolArray = ~adopted & (epoch != 0) & (wait >= policy.min_wait)
         capped = wait >= policy.max_wait
-        if not fast:
+        if summed is None:
             logit = self.bias + _weighted_sum(self.weights, columns, value.shape)
             return may & (capped | (logit < self.cut)), None
-        logit, margin = self._margin(columns, j, gl, noise, ratio)
+        summed.add(columns)
+        logit = summed.total()
+        margin = self._margin(j, floor, ratio)
         wants: BoolArray = may & (capped | (logit < self.cut))
         # In doubt: a decision the logit makes within its bound of the threshold (NaN bounds included), and a
         # record of the training loss the exact pass might set elsewhere (every later feature might differ).
         close = may & ~capped & ~(np.abs(logit - self.cut) > margin) & (row >= self.earliest)
         return wants, close if doubt is None else close | doubt
 
-    def _margin(
-        self, columns: list[FloatArray], j: IntArray, gl: FloatArray, noise: FloatArray, ratio: FloatArray
-    ) -> tuple[FloatArray, FloatArray]:
-        """The fast pass's logit and a bound on its distance from the exact pass's logit, per cell.
+    def _margin(self, j: IntArray, floor: FloatArray, ratio: FloatArray) -> FloatArray:
+        """A bound on the distance of the exact pass's logit from the fast pass's (`_Sum`), per cell.
 
         Both passes compute the same real quantities and each is within these bounds of them (``E = C eps M``:
         the two logarithms of a level differ by ``E`` at most; ``eps M`` bounds a rounding of a sum or difference
@@ -480,36 +489,26 @@ class _Trackers:
         ``j E + eps j**2 M`` (the rounding of any summation order); the sum of ``j`` steps ``2 j E +
         2 eps j M + 2 eps j**2 M``; ``trend5``, five of those sums less than ``0.8 dS_j + 16 eps j M``;
         ``noise10`` less than ``dT_j + 4 eps j M``. The ratio ``gl / max(noise, 1e-6)`` is bounded from those
-        (unbounded where the noise might be 0), and 0 where both passes cap it. Summing the logit rounds, in
+        (unbounded where the noise might be 0; ``|gl| / floor`` is ``|ratio|`` to within a rounding), and 0 where
+        both passes cap it. Summing the logit rounds, in
         each pass, by less than ``(terms + 2) eps / 2`` times the sum of its terms' magnitudes; every feature
-        but the ratio is at most ``F`` (see `_sizes`). The bound is twice the sum of these, for the
+        but the ratio is at most ``F`` (see `_magnitudes`). The bound is twice the sum of these, for the
         second-order terms left out.
         """
-        shape = gl.shape
-        logit = np.full(shape, self.bias)
-        term = np.empty(shape)
-        narrow = np.zeros((shape[0], 1))  # the features the same for every run (the epoch's, a constant rate's)
-        for k in self.used:  # the features with weight (any order would do: the bound allows it)
-            column, weight = columns[k], self.weights[k]
-            if column.shape[1] == 1 or column.strides[1] == 0:
-                narrow += column[:, :1] * weight
-            else:
-                np.multiply(column, weight, out=term)
-                logit += term
-        logit += narrow
         unit = _EPS * self.magnitude
         a, b, c = self.error
         grown = unit * (a + (b + c * j) * j) + (self.summed * _EPS) * (self.sizes * self.largest)  # per row
-        margin = (self.summed * _EPS * self.ratio_weight) * np.abs(ratio) + grown
+        size = np.abs(ratio)
+        margin = (self.summed * _EPS * self.ratio_weight) * size + grown
         if self.ratio_weight:
             steps_error = unit * ((2.0 * _C + 6.0 + 2.0 * j) * j)
-            floor = np.fmax(noise, _NOISE_FLOOR)
             low = floor - steps_error
-            error = ((2.0 * _C + 2.0) * unit + np.abs(gl) * steps_error / floor) / low + 4.0 * _EPS * np.abs(ratio)
+            error = ((2.0 * _C + 2.0) * unit + size * ((1.0 + 2.0 * _EPS) * steps_error)) / low + 4.0 * _EPS * size
             error = np.where(low > 0.0, error, np.inf)
-            margin += self.ratio_weight * np.where(ratio - error > _CAP, 0.0, error)  # both capped: no error
+            error *= ratio - error <= _CAP  # 0 where both are capped (an infinite error never is)
+            margin += self.ratio_weight * error
         margin *= 2.0
-        return logit, margin
+        return margin
 
     def _records(
         self, cols: IntArray, row: IntArray, series: FloatArray, at_best: FloatArray, level: FloatArray, first: int
@@ -608,6 +607,38 @@ class _Trackers:
         ]
 
 
+class _Sum:
+    """The fast pass's logit: the bias plus each weighted feature, added group by group as they are made.
+
+    Any order will do (the bound allows for it); adding a group while its features are still in the cache
+    saves reading them back.
+    """
+
+    def __init__(self, bias: float, weights: tuple[float, ...], shape: tuple[int, int]) -> None:
+        self.weights = weights
+        self.sum = np.full(shape, bias)
+        self.term = np.empty(shape)
+        self.narrow = np.zeros((shape[0], 1))  # the features the same for every run (the epoch's, a constant rate's)
+        self.added = 0
+
+    def add(self, columns: list[FloatArray]) -> None:
+        """Add the features in ``columns`` not added yet."""
+        for column, weight in zip(columns[self.added :], self.weights[self.added :], strict=False):
+            if weight == 0.0:
+                continue
+            if column.shape[1] == 1 or column.strides[1] == 0:
+                self.narrow += column[:, :1] * weight
+            else:
+                np.multiply(column, weight, out=self.term)
+                self.sum += self.term
+        self.added = len(columns)
+
+    def total(self) -> FloatArray:
+        """The logit of every cell (once every feature is added)."""
+        total: FloatArray = self.sum + self.narrow
+        return total
+
+
 def _levels(values: FloatArray, log: bool, fast: bool = False) -> FloatArray:
     """The tracker's level of each value, NaN where it is not finite (the tracker carries the last one there).
 
@@ -685,9 +716,10 @@ def _running(ufunc: np.ufunc, before: npt.NDArray[Any], values: npt.NDArray[Any]
     (``ufunc.accumulate`` along the first axis does the same, several times slower.)
     """
     out = np.empty_like(values, dtype=np.result_type(before, values))
-    ufunc(before, values[0], out=out[0])
-    for r in range(1, len(values)):
-        ufunc(out[r - 1], values[r], out=out[r])
+    rows, given = list(out), list(values)  # the row views, made at once
+    ufunc(before, given[0], out=rows[0])
+    for r in range(1, len(given)):
+        ufunc(rows[r - 1], given[r], out=rows[r])
     return out
 
 
