@@ -168,10 +168,11 @@ def first_stops(
         first = 0
         while first < rows and len(active):
             last = min(first + _height(block, len(active)), rows)
-            part = {name: array[first:last, active] for name, array in logs.items()}
-            adopts = adopted[first:last, active]
-            resets = adopts if reset is adopted else reset[first:last, active]  # the same: one running mark
-            wants, doubt = tracker.step(active, first, value[first:last, active], adopts, resets, part)
+            rows_ = slice(first, last)
+            part = {name: _cells(array, rows_, active) for name, array in logs.items()}
+            adopts = _cells(adopted, rows_, active)
+            resets = adopts if reset is adopted else _cells(reset, rows_, active)  # the same: one running mark
+            wants, doubt = tracker.step(active, first, _cells(value, rows_, active), adopts, resets, part)
             rows_here = np.arange(first, last)[:, None]
             inside = rows_here < limit[active]
             wants &= inside & (rows_here >= earliest)
@@ -242,16 +243,24 @@ def _magnitudes(policy: LearnedPolicy, value: FloatArray | None, logs: Mapping[s
     logged = [logs[name] for name in (policy.train_metric, policy.lr_metric) if name is not None and name in logs]
     largest = -_FLOOR_LEVEL  # the logarithm of a value up to 1e12 is within the floor's magnitude
     for array in [*logged, value] if policy.log else logged:
-        if (array > 1.0 / LOG_FLOOR).any():  # a larger one (or an infinity: carried, counted anyway)
+        if _beyond(array, 1.0 / LOG_FLOOR):  # a larger one (or an infinity: carried, counted anyway)
             largest = max(largest, math.log(max(_finite_max(array), 1.0)))
     if not policy.log:
         largest = max(largest, _finite_max(np.abs(value)))
     accuracy = 0.0
     if policy.accuracy_metric is not None:
         values = logs[policy.accuracy_metric]
-        if (values > largest).any() or (values < -largest).any():  # rare: an accuracy is a fraction
+        if _beyond(values, largest):  # rare: an accuracy is a fraction
             accuracy = _finite_max(np.abs(values))
     return largest, 2.0 * max(largest, accuracy)
+
+
+def _beyond(values: FloatArray, bound: float) -> bool:
+    """Whether a value is larger than ``bound`` in magnitude (an infinity is; NaN is not)."""
+    top, bottom = values.max(initial=-math.inf), values.min(initial=math.inf)  # NaN if a value is: look closer
+    if -bound <= bottom and top <= bound:
+        return False
+    return bool(((values > bound) | (values < -bound)).any())
 
 
 def _finite_max(values: FloatArray) -> float:
@@ -721,6 +730,11 @@ def _running(ufunc: np.ufunc, before: npt.NDArray[Any], values: npt.NDArray[Any]
     for r in range(1, len(given)):
         ufunc(rows[r - 1], given[r], out=rows[r])
     return out
+
+
+def _cells(values: npt.NDArray[Any], rows: slice, cols: IntArray) -> npt.NDArray[Any]:
+    """``values[rows, cols]``, in C order (the fancy index gives Fortran order, which slows every use)."""
+    return np.take(values[rows], cols, axis=1)
 
 
 def _take(values: FloatArray, rows: IntArray) -> FloatArray:
