@@ -53,7 +53,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
         "min_delta_mode": "rel",
         "smoothing": 0.5,
     },
-    # The default row of `earlystop replay` and `tune`: 17 features per epoch, two logarithms.
+    # The default row of `earlystop replay` and `tune`: 20 features per epoch, two logarithms.
     "recommended policy": {"policy": "recommended"},
 }
 HEADLINE = "patience 10"

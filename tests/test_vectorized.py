@@ -412,10 +412,13 @@ def test_the_vectorised_replay_is_fifty_times_faster_than_the_scalar_loop() -> N
 
 
 @pytest.mark.slow
-def test_the_vectorised_learned_policy_is_eight_times_faster_than_the_scalar_loop() -> None:
-    """The recommended row of ``earlystop replay``: measured 13x on 1,000 runs (docs/performance.md); 8x here."""
-    figures = speedup("recommended policy", runs=400, epochs=200, repeats=3)
-    assert figures["speedup"] >= 8, figures
+def test_the_vectorised_learned_policy_is_twenty_times_faster_than_the_scalar_loop() -> None:
+    """The recommended row of ``earlystop replay``: measured 29x on 1,000 runs (target 25x, docs/performance.md).
+
+    20x here: a guard against a lost fast pass (it was 14x without), with room for a busy machine.
+    """
+    figures = speedup("recommended policy", runs=1000, epochs=200, repeats=3)
+    assert figures["speedup"] >= 20, figures
 
 
 def test_every_monitor_option_is_classified_for_the_engine() -> None:
