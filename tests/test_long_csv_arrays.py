@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +95,23 @@ def test_without_pyarrow_the_list_reader_serves(tmp_path: Path, monkeypatch: pyt
     assert read_arrays(sample_curves_path()) is None
     bank = Bank.load(sample_curves_path())
     assert len(bank) == 120 and math.isfinite(float(bank.values["val_loss"][0, 0]))
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["a,{epoch},abc", "a,,1.0", "a,{epoch},1.0,2.0"],  # a bad number, a missing epoch, a row too long: far down
+)
+def test_a_fault_far_down_ends_the_parsing_thread_too(tmp_path: Path, fault: str) -> None:
+    """The next chunks are parsed in a thread while the rows are copied: a fault found by either ends both."""
+    lines = ["run,epoch,val_loss"] + [f"a,{epoch},{1.0 / (epoch + 1)}" for epoch in range(2000)]
+    lines.append(fault.format(epoch=2000))
+    lines += [f"a,{epoch},0.5" for epoch in range(2001, 4000)]
+    path = tmp_path / "bank.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert read_arrays(path, chunk=64) is None
+    assert not [thread for thread in threading.enumerate() if thread.name == "earlystop-csv"]
+
+
+def test_the_parsing_thread_ends_with_the_file() -> None:
+    assert read_arrays(sample_curves_path(), chunk=1 << 12) is not None
+    assert not [thread for thread in threading.enumerate() if thread.name == "earlystop-csv"]

@@ -8,11 +8,15 @@ its ``(runs, epochs)`` array in turn, its flat array freed as it does.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import math
 import os
+import queue
+import threading
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -74,22 +78,61 @@ def read_arrays(path: str | Path, chunk: int = CHUNK) -> Arrays | None:
 
 
 def _read(stream: Any, chunk: int, size: int | None) -> _Rows | None:
-    """Every row of the file, parsed chunk by chunk; None where the header or a row is not a long CSV's."""
-    import pyarrow as pa
-    import pyarrow.csv as pv
+    """Every row of the file, parsed chunk by chunk; None where the header or a row is not a long CSV's.
 
+    A thread reads and parses the next chunk while this one's rows are copied into the arrays: the copying
+    would otherwise leave the parser's threads idle.
+    """
     first = stream.readline()
     header = next(csv.reader([first.decode("utf-8-sig")]), [])
     if header[:2] != ["run", "epoch"] or len(header) < 3 or len(set(header)) < len(header):
         return None
+    rows = _Rows(header[2:])
+    tables: queue.Queue[tuple[Any, int] | BaseException | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for parsed in _parsed(stream, chunk, header, len(first)):
+                if stop.is_set():
+                    return
+                tables.put(parsed)
+            tables.put(None)
+        except BaseException as error:  # handed over: raised where the rows are taken
+            tables.put(error)
+
+    worker = threading.Thread(target=produce, name="earlystop-csv", daemon=True)
+    worker.start()
+    try:
+        while (item := tables.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            table, done = item
+            expected = None if size is None else math.ceil((rows.count + table.num_rows) * size / done * 1.05)
+            if not rows.add(table, expected):
+                return None
+            del table, item
+        return rows
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a parser waiting to hand over a chunk, then let it end
+            with contextlib.suppress(queue.Empty):
+                tables.get(timeout=0.01)
+        worker.join()
+
+
+def _parsed(stream: Any, chunk: int, header: list[str], done: int) -> Iterator[tuple[Any, int]]:
+    """Each chunk's table of whole lines, and the bytes of the file read up to its end (from ``done`` on)."""
+    import pyarrow as pa
+    import pyarrow.csv as pv
+
     metrics = header[2:]
     read = pv.ReadOptions(column_names=header)
     types = {"run": pa.dictionary(pa.int32(), pa.string()), "epoch": pa.int64(), **dict.fromkeys(metrics, pa.float64())}
     convert = pv.ConvertOptions(null_values=list(MISSING), strings_can_be_null=False, column_types=types)
     pool = pa.system_memory_pool()  # malloc's: what a chunk's table frees, the arrays reuse (pyarrow's pool keeps it)
-    rows = _Rows(metrics)
     text = bytearray(chunk)  # one buffer, refilled: fresh memory per chunk costs a page fault per 4 kB
-    view, kept, done = memoryview(text), 0, len(first)  # kept: the start of a line, carried to the front
+    view, kept = memoryview(text), 0  # kept: the start of a line, carried to the front
     while True:
         if kept == len(text):  # a line longer than the buffer
             view.release()
@@ -102,12 +145,10 @@ def _read(stream: Any, chunk: int, size: int | None) -> _Rows | None:
             table = pv.read_csv(pa.py_buffer(view[:cut]), read_options=read, convert_options=convert,
                                 memory_pool=pool)  # fmt: skip  # the table holds copies, not the text
             done += cut
-            expected = None if size is None else math.ceil((rows.count + table.num_rows) * size / done * 1.05)
-            if not rows.add(table, expected):
-                return None
+            yield table, done
             del table
         if not got:
-            return rows
+            return
         text[: end - cut] = text[cut:end]
         kept = end - cut
 
