@@ -628,6 +628,19 @@ def _state(monitor: Monitor, example: _Example, when: str) -> dict[str, Any]:
         raise _fail(f"Monitor.state_dict() raised {when}: {_error(error)}", example, f"the rule: {mine}") from None
 
 
+def _as_json(state: dict[str, Any], example: _Example, when: str) -> Any:
+    """``state`` read back from strict JSON, or the violation that it is not strict JSON."""
+    try:
+        return _strict_json(state)
+    except (TypeError, ValueError) as error:
+        raise _fail(
+            f"the state {when} is not strict JSON ({_error(error)})",
+            example,
+            f"the rule's state: {_rule_state(state)!r}",
+            _JSON_ADVICE,
+        ) from None
+
+
 def _rule_state(state: Mapping[str, Any]) -> Any:
     return state.get("state", {}).get("rule") if isinstance(state.get("state"), Mapping) else None
 
@@ -666,15 +679,7 @@ def _json(subject: _Subject, example: _Example) -> None:
             _feed(monitor, example.logs[epoch : epoch + 1], example, clock, epoch)
         when = "before the first epoch" if epoch < 0 else f"after epoch {epoch}"
         state = _state(monitor, example, when)
-        try:
-            loaded = _strict_json(state)
-        except (TypeError, ValueError) as error:
-            raise _fail(
-                f"the state {when} is not strict JSON ({_error(error)})",
-                example,
-                f"the rule's state: {_rule_state(state)!r}",
-                _JSON_ADVICE,
-            ) from None
+        loaded = _as_json(state, example, when)
         if not _same(loaded, state):
             raise _fail(
                 f"the state {when} changes in a JSON round trip",
@@ -695,10 +700,7 @@ def _resume(subject: _Subject, example: _Example) -> None:
         before = _new_monitor(subject, example, clock)
         head = _feed(before, example.logs[:split], example, clock)
         saved_when = "before epoch 0" if split == 0 else f"after epoch {split - 1}"
-        try:
-            saved = _strict_json(_state(before, example, saved_when))
-        except (TypeError, ValueError) as error:
-            raise _fail(f"the state saved {saved_when} is not strict JSON ({_error(error)})", example) from None
+        saved = _as_json(_state(before, example, saved_when), example, f"saved {saved_when}")
         clock.advance(example.pause)
         after = _new_monitor(subject, example, clock)
         try:
