@@ -227,14 +227,16 @@ def test_a_decision_at_the_threshold_itself_is_made_by_the_exact_pass(data: st.D
     """The threshold is moved onto a logit the policy decides by: only the exact pass can tell which side it is."""
     policy = data.draw(policies())
     drawn = data.draw(stop_inputs(policy))
-    inputs = {
-        name: {k: v[:, :1] for k, v in value.items()} if name == "logs" else value for name, value in drawn.items()
-    }
-    for name in ("value", "adopted", "reset", "limit"):
-        inputs[name] = drawn[name][..., :1]
-    if drawn["reset"] is drawn["adopted"]:
-        inputs["reset"] = inputs["adopted"]
-    inputs["limit"], inputs["earliest"] = np.array([len(inputs["value"])]), 0  # every row asked
+    adopted = drawn["adopted"][:, :1]  # run 0 alone, every row of it asked
+    inputs = dict(
+        drawn,
+        value=drawn["value"][:, :1],
+        adopted=adopted,
+        reset=adopted if drawn["reset"] is drawn["adopted"] else drawn["reset"][:, :1],
+        logs={name: array[:, :1] for name, array in drawn["logs"].items()},
+        limit=np.array([len(drawn["value"])]),
+        earliest=0,
+    )
     said = checked(policy, inputs, 0)
     asked = [
         row
