@@ -22,8 +22,11 @@ pytest.importorskip("pyarrow")
 
 CELLS = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
-    st.sampled_from(["", "NA", "nan", "inf", "-inf", "0", "1e-300", "null"]),
+    st.sampled_from(["", "NA", "nan", "inf", "-inf", "0", "1e-300", "null", '"0.5"', '""', '"NA"']),
 )
+#: How a run id is written: plain, or in quotes (with a comma or a doubled quote inside): parsed first without
+#: quotes, then with them where that reads otherwise.
+RUN_IDS = ["r{}", '"r{}"', '"r,{}"', '"r""{}"', '" r{}"']
 
 
 def same_bank(a: Bank, b: Bank) -> None:
@@ -45,9 +48,10 @@ def test_arrays_equal_the_list_reader(tmp_path_factory: pytest.TempPathFactory, 
     rows = data.draw(st.permutations(rows)) if data.draw(st.booleans()) else rows
     rows = sorted(rows, key=lambda row: row[1])  # runs interleaved, each run's epochs still in order
     lines = ["run,epoch," + ",".join(f"m{k}" for k in range(metrics))]
+    spelling = data.draw(st.sampled_from(RUN_IDS))
     for run, epoch in rows:
         cells = data.draw(st.lists(CELLS, min_size=metrics, max_size=metrics))
-        lines.append(f"{run},{epoch}," + ",".join(cells))
+        lines.append(spelling.format(run) + f",{epoch}," + ",".join(cells))
     path = tmp_path_factory.mktemp("long") / ("bank.csv.gz" if data.draw(st.booleans()) else "bank.csv")
     if path.suffix == ".gz":
         import gzip
@@ -115,3 +119,62 @@ def test_a_fault_far_down_ends_the_parsing_thread_too(tmp_path: Path, fault: str
 def test_the_parsing_thread_ends_with_the_file() -> None:
     assert read_arrays(sample_curves_path(), chunk=1 << 12) is not None
     assert not [thread for thread in threading.enumerate() if thread.name == "earlystop-csv"]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 5])
+@pytest.mark.parametrize("gzipped", [True, False])  # read as it is decompressed, or where its pages are mapped
+def test_any_number_of_threads_reads_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int, gzipped: bool
+) -> None:
+    """Chunks are handed out, placed and copied by however many threads there are (one: the caller alone)."""
+    import gzip
+
+    from earlystop_core.formats import long_csv_arrays
+
+    path = sample_curves_path()
+    if not gzipped:
+        path = tmp_path / "bank.csv"
+        path.write_bytes(gzip.decompress(sample_curves_path().read_bytes()))
+    monkeypatch.setattr(long_csv_arrays, "WORKERS", workers)
+    arrays = read_arrays(path, chunk=1 << 12)
+    assert arrays is not None
+    same_bank(as_bank(arrays), Bank.from_curves(load_curves(sample_curves_path())))
+
+
+PEAK = """
+import sys
+import pyarrow.csv  # its own memory is not the reading's
+from earlystop_core.formats.long_csv_arrays import read_arrays
+
+def peak():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+
+before = peak()
+arrays = read_arrays(sys.argv[1])
+print(peak() - before, sum(array.nbytes for array in arrays.values.values()))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the resident high-water mark (Linux)")
+def test_reading_a_large_file_peaks_under_twice_the_numbers(tmp_path: Path) -> None:
+    """The file's text is never held whole: a mapped file's parsed pages are unmapped as the chunks go by."""
+    import subprocess
+
+    import pyarrow as pa
+    import pyarrow.csv as pv
+
+    runs, epochs = 12000, 200  # large enough that the chunks in flight (tens of MB) are not what counts
+    rng = np.random.default_rng(0)
+    columns: dict[str, object] = {
+        "run": np.repeat([f"run{run}" for run in range(runs)], epochs),
+        "epoch": np.tile(np.arange(epochs), runs),
+    }
+    columns.update({f"m{k}": rng.random(runs * epochs) for k in range(6)})
+    path = tmp_path / "bank.csv"
+    pv.write_csv(pa.table(columns), str(path))
+    out = subprocess.run([sys.executable, "-c", PEAK, str(path)], capture_output=True, text=True, check=True)
+    peak, numbers = map(int, out.stdout.split())
+    assert path.stat().st_size > 2.5 * numbers  # the text alone would break the bound
+    assert peak <= 2 * numbers, f"peak {peak / 1e6:.0f} MB for {numbers / 1e6:.0f} MB of numbers"

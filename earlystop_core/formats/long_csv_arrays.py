@@ -12,40 +12,29 @@ import contextlib
 import csv
 import gzip
 import math
+import mmap
 import os
-import queue
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from earlystop_core.formats.long_csv import MISSING
+from earlystop_core.formats.long_csv_rows import Arrays, Chunk, Rows
 
-__all__ = ["CHUNK", "Arrays", "read_arrays"]
+__all__ = ["CHUNK", "WORKERS", "Arrays", "read_arrays"]
 
-#: Bytes of text parsed at a time (pyarrow spreads a chunk over the cores).
+#: Bytes of text a thread parses at a time.
 CHUNK = 1 << 23
+#: Threads that parse (one per core the process may use, at most 4: the reading itself is serial).
+WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-
-
-class Arrays(NamedTuple):
-    """A long CSV as arrays, the shape of a [`Bank`][earlystop_core.Bank] (every run logs every metric).
-
-    ``values[name]`` is ``(runs, max epochs)``, NaN past each run's end and
-    where not logged; ``missing[name]`` (only for metrics with an unlogged
-    cell) marks the cells not logged.
-    """
-
-    runs: tuple[str, ...]
-    lengths: npt.NDArray[np.int64]
-    values: dict[str, FloatArray]
-    missing: dict[str, BoolArray]
 
 
 def read_arrays(path: str | Path, chunk: int = CHUNK) -> Arrays | None:
@@ -70,195 +59,247 @@ def read_arrays(path: str | Path, chunk: int = CHUNK) -> Arrays | None:
     path = Path(path)
     try:
         with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as stream:
-            size = None if path.suffix == ".gz" else os.fstat(stream.fileno()).st_size
-            rows = _read(stream, chunk, size)
+            if path.suffix == ".gz" or not os.fstat(stream.fileno()).st_size:
+                rows = _read(stream, chunk, None)
+            else:  # parsed where the file's pages lie: no copy of the text
+                with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                    rows = _read(mapped, chunk, len(mapped))
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError, EOFError, zlib.error, csv.Error):
         return None
     return None if rows is None else rows.arrays()
 
 
-def _read(stream: Any, chunk: int, size: int | None) -> _Rows | None:
+def _read(stream: Any, chunk: int, size: int | None) -> Rows | None:
     """Every row of the file, parsed chunk by chunk; None where the header or a row is not a long CSV's.
 
-    A thread reads and parses the next chunk while this one's rows are copied into the arrays: the copying
-    would otherwise leave the parser's threads idle.
+    Each of a few threads takes the next chunk of text, parses it on its own core and copies its rows into
+    the arrays; only handing out the text and placing a chunk's rows (its run ids, in file order) take
+    turns. One parse spread over the cores instead would leave them idle at each chunk's end.
     """
     first = stream.readline()
     header = next(csv.reader([first.decode("utf-8-sig")]), [])
     if header[:2] != ["run", "epoch"] or len(header) < 3 or len(set(header)) < len(header):
         return None
-    rows = _Rows(header[2:])
-    tables: queue.Queue[tuple[Any, int] | BaseException | None] = queue.Queue(maxsize=2)
-    stop = threading.Event()
+    metrics = header[2:]
+    rows = Rows(metrics)
+    text: _Text | _Mapped = (
+        _Mapped(stream, chunk, len(first)) if isinstance(stream, mmap.mmap) else _Text(stream, chunk, len(first))
+    )
+    turns = _Turns()
+    parse = _parser(header)
 
-    def produce() -> None:
-        try:
-            for parsed in _parsed(stream, chunk, header, len(first)):
-                if stop.is_set():
+    def work() -> None:
+        # One buffer per thread, refilled (fresh memory per chunk costs a page fault per 4 kB); none for a mapped file.
+        buffer = bytearray(chunk if isinstance(text, _Text) else 0)
+        while (handed := text.next(buffer)) is not None:
+            order, lines, done, buffer = handed
+            with lines:  # released even on a fault: a mapped file cannot close while a view of it lives
+                parsed = parse(lines)  # copies, not the text
+                text.parsed(done, lines.nbytes)
+            with turns.condition:
+                turns.condition.wait_for(lambda order=order: turns.next == order or turns.over)  # type: ignore[misc]
+                if turns.over:
                     return
-                tables.put(parsed)
-            tables.put(None)
-        except BaseException as error:  # handed over: raised where the rows are taken
-            tables.put(error)
+                if parsed is None:  # an epoch is missing: not a long CSV's row
+                    turns.end(None)
+                    return
+                expected = None if size is None else math.ceil((rows.count + len(parsed.epochs)) * size / done * 1.05)
+                place = rows.place(parsed, expected, turns.settle)
+                turns.next += 1
+                turns.copying += 1
+                turns.condition.notify_all()
+            try:
+                rows.fill(parsed, place)
+            finally:
+                with turns.condition:
+                    turns.copying -= 1
+                    turns.condition.notify_all()
+            del parsed, place
 
-    worker = threading.Thread(target=produce, name="earlystop-csv", daemon=True)
-    worker.start()
+    def guarded() -> None:
+        try:
+            work()
+        except BaseException as error:  # handed over: raised by the calling thread
+            turns.end(error)
+
+    helpers = [threading.Thread(target=guarded, name="earlystop-csv", daemon=True) for _ in range(WORKERS - 1)]
+    for helper in helpers:
+        helper.start()
     try:
-        while (item := tables.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            table, done = item
-            expected = None if size is None else math.ceil((rows.count + table.num_rows) * size / done * 1.05)
-            if not rows.add(table, expected):
-                return None
-            del table, item
-        return rows
+        guarded()
     finally:
-        stop.set()
-        while worker.is_alive():  # unblock a parser waiting to hand over a chunk, then let it end
-            with contextlib.suppress(queue.Empty):
-                tables.get(timeout=0.01)
-        worker.join()
+        for helper in helpers:
+            helper.join()
+    with turns.condition:
+        turns.condition.wait_for(lambda: not turns.copying)
+    if turns.error is not None:
+        raise turns.error
+    return None if turns.invalid else rows
 
 
-def _parsed(stream: Any, chunk: int, header: list[str], done: int) -> Iterator[tuple[Any, int]]:
-    """Each chunk's table of whole lines, and the bytes of the file read up to its end (from ``done`` on)."""
+class _Text:
+    """The file's text, handed out in order a chunk of whole lines at a time to whichever thread asks."""
+
+    def __init__(self, stream: Any, chunk: int, done: int) -> None:
+        self.lock = threading.Lock()
+        self.stream, self.chunk = stream, chunk
+        self.carry = b""  # the start of a line, left from the last chunk
+        self.done = done  # the bytes handed out so far (the header's included)
+        self.order = 0
+        self.ended = False
+
+    def next(self, buffer: bytearray) -> tuple[int, memoryview, int, bytearray] | None:
+        """The next chunk, read into ``buffer`` (a larger one for a line longer than it): its place in the file's
+        order, its whole lines, the bytes handed out through them and the buffer; None at the end."""
+        with self.lock:
+            while not self.ended:
+                kept = len(self.carry)
+                if kept >= len(buffer):  # a line longer than the buffer
+                    buffer = bytearray(2 * kept)
+                buffer[:kept] = self.carry
+                with memoryview(buffer) as view:
+                    got = self.stream.readinto(view[kept:])
+                end = kept + got
+                cut = buffer.rfind(b"\n", 0, end) + 1 if got else end  # whole lines; at the end, whatever is left
+                self.carry = bytes(buffer[cut:end])
+                self.ended = not got
+                if cut:
+                    self.done += cut
+                    self.order += 1
+                    return self.order - 1, memoryview(buffer)[:cut], self.done, buffer
+            return None
+
+    def parsed(self, end: int, length: int) -> None:
+        """Nothing to do once a chunk is parsed: the buffer is refilled."""
+
+
+class _Mapped:
+    """A mapped file's text, handed out in order a chunk of whole lines at a time to whichever thread asks."""
+
+    def __init__(self, mapped: mmap.mmap, chunk: int, done: int) -> None:
+        self.lock = threading.Lock()
+        self.mapped, self.chunk = mapped, chunk
+        self.done = done  # the bytes handed out so far (the header's included)
+        self.order = 0
+
+    def next(self, buffer: bytearray) -> tuple[int, memoryview, int, bytearray] | None:
+        """The next chunk (longer for a line longer than it), as `_Text.next` gives it; ``buffer`` is not used."""
+        with self.lock:
+            start, size = self.done, len(self.mapped)
+            if start >= size:
+                return None
+            end = start + self.chunk
+            if end < size:
+                end = self.mapped.rfind(b"\n", start, end) + 1 or self.mapped.find(b"\n", end) + 1 or size
+            else:
+                end = size
+            self.done = end
+            self.order += 1
+            return self.order - 1, memoryview(self.mapped)[start:end], end, buffer
+
+    def parsed(self, end: int, length: int) -> None:
+        """Unmap a parsed chunk's pages, so that the file does not count as the process's memory (the pages stay
+        in the page cache; a thread that touches one again, on this read-only map, just maps it again)."""
+        if hasattr(mmap, "MADV_DONTNEED"):
+            start = (end - length) // mmap.PAGESIZE * mmap.PAGESIZE
+            self.mapped.madvise(mmap.MADV_DONTNEED, start, end - start)
+
+
+class _Turns:
+    """Whose turn it is to place its chunk's rows, how many chunks are copying, and how the read ended."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.next = 0  # the chunk (in file order) to place its rows next
+        self.copying = 0
+        self.over = False
+        self.invalid = False
+        self.error: BaseException | None = None
+
+    def settle(self) -> None:
+        """Wait (holding the condition) until no chunk is copying: the arrays are about to move."""
+        self.condition.wait_for(lambda: not self.copying)
+
+    def end(self, error: BaseException | None) -> None:
+        """Stop every thread: a fault (``error``), or a row that is not a long CSV's (None)."""
+        with self.condition:
+            self.over = True
+            if error is None:
+                self.invalid = True
+            elif self.error is None:
+                self.error = error
+            self.condition.notify_all()
+
+
+def _parser(header: list[str]) -> Callable[[memoryview], Chunk | None]:
+    """A chunk of whole lines to its rows, with each column's type fixed, parsed on the calling thread; None if
+    an epoch is missing.
+
+    Parsed first without quotes, a few percent faster: a run id in quotes is unquoted after, and a chunk that
+    reads otherwise than with quotes (a quote elsewhere, a comma or doubled quote inside quotes) fails to
+    convert or keeps a quote in a run id, and is parsed again with them.
+    """
     import pyarrow as pa
     import pyarrow.csv as pv
 
     metrics = header[2:]
-    read = pv.ReadOptions(column_names=header)
+    read = pv.ReadOptions(column_names=header, use_threads=False, block_size=1 << 30)  # one block: the chunk
     types = {"run": pa.dictionary(pa.int32(), pa.string()), "epoch": pa.int64(), **dict.fromkeys(metrics, pa.float64())}
     convert = pv.ConvertOptions(null_values=list(MISSING), strings_can_be_null=False, column_types=types)
+    quoted, plain = pv.ParseOptions(), pv.ParseOptions(quote_char=False)
     pool = pa.system_memory_pool()  # malloc's: what a chunk's table frees, the arrays reuse (pyarrow's pool keeps it)
-    text = bytearray(chunk)  # one buffer, refilled: fresh memory per chunk costs a page fault per 4 kB
-    view, kept = memoryview(text), 0  # kept: the start of a line, carried to the front
-    while True:
-        if kept == len(text):  # a line longer than the buffer
-            view.release()
-            text = text + bytearray(len(text))
-            view = memoryview(text)
-        got = stream.readinto(view[kept:])
-        end = kept + got
-        cut = text.rfind(b"\n", 0, end) + 1 if got else end  # whole lines; at the end, whatever is left
-        if cut:
-            table = pv.read_csv(pa.py_buffer(view[:cut]), read_options=read, convert_options=convert,
-                                memory_pool=pool)  # fmt: skip  # the table holds copies, not the text
-            done += cut
-            yield table, done
-            del table
-        if not got:
-            return
-        text[: end - cut] = text[cut:end]
-        kept = end - cut
+
+    def parse(lines: memoryview) -> Chunk | None:
+        text = pa.py_buffer(lines)
+        try:
+            with contextlib.suppress(pa.ArrowInvalid):
+                table = pv.read_csv(text, read_options=read, parse_options=plain, convert_options=convert,
+                                    memory_pool=pool)  # fmt: skip
+                chunk = _chunk(table, metrics, unquote=True)
+                if chunk is not _QUOTED:
+                    return chunk
+            table = pv.read_csv(text, read_options=read, parse_options=quoted, convert_options=convert,
+                                memory_pool=pool)  # fmt: skip
+            return _chunk(table, metrics, unquote=False)
+        finally:
+            del text  # a fault's traceback must not keep the lines: their view is released after (a mapped file)
+
+    return parse
 
 
-class _Rows:
-    """The rows read so far, in file order, in flat arrays: each row's run index and epoch, and each metric's
-    value and (for a metric with a null) whether it was null."""
-
-    def __init__(self, metrics: list[str]) -> None:
-        self.count = 0
-        self.ids: dict[str, int] = {}
-        self.codes = np.empty(0, dtype=np.int32)
-        self.epochs = np.empty(0, dtype=np.int64)
-        self.values = {name: np.empty(0) for name in metrics}
-        self.nulls: dict[str, BoolArray] = {}
-
-    def add(self, table: Any, expected: int | None) -> bool:
-        """Append a chunk's table (``expected``: the file's estimated rows); False if an epoch is missing."""
-        rows = table.num_rows
-        self._reserve(self.count + rows, expected)
-        start, end = self.count, self.count + rows
-        at = start
-        for part in table.column("run").chunks:  # each part has its own dictionary: mapped to the runs' indices
-            index = [self.ids.setdefault(run, len(self.ids)) for run in part.dictionary.to_pylist()]
-            np.take(np.array(index, dtype=np.int32), _numpy(part.indices), out=self.codes[at : at + len(part)])
-            at += len(part)
-        epoch = table.column("epoch")
-        if epoch.null_count:
-            return False
-        _copy(epoch, self.epochs[start:end])
-        for name, values in self.values.items():
-            column = table.column(name)
-            _copy(column, values[start:end])
-            if column.null_count and name not in self.nulls:
-                self.nulls[name] = np.zeros(len(values), dtype=bool)
-            if name in self.nulls:
-                at = start
-                for part in column.chunks:
-                    self.nulls[name][at : at + len(part)] = _nulls(part)
-                    at += len(part)
-        self.count = end
-        return True
-
-    def _reserve(self, needed: int, expected: int | None) -> None:
-        """Room for ``needed`` rows: the estimate of the file's rows when known (untouched room costs no memory),
-        else twice the room."""
-        if needed <= len(self.codes):
-            return
-        room = max(needed, expected or 0, 2 * len(self.codes))
-        self.codes = _grown(self.codes, self.count, room)
-        self.epochs = _grown(self.epochs, self.count, room)
-        self.values = {name: _grown(array, self.count, room) for name, array in self.values.items()}
-        self.nulls = {name: _grown(array, self.count, room) for name, array in self.nulls.items()}
-
-    def arrays(self) -> Arrays | None:
-        """The rows as ``(runs, epochs)`` arrays; None if a run's epochs are not 0, 1, 2, ... in file order."""
-        count, runs = self.count, len(self.ids)
-        codes, epochs = self.codes[:count], self.epochs[:count]
-        counts = np.bincount(codes, minlength=runs)
-        width = int(counts.max()) if runs else 0
-        # Each run's rows, in file order, must be its epochs 0, 1, 2, ...: the rank of a row within its run. A
-        # bank written run after run, every run as long, needs no sort: its rows are the cells in order.
-        blocks = runs * width == count and bool(
-            np.array_equal(codes, np.repeat(np.arange(runs, dtype=np.int32), width))
-        )
-        if blocks:
-            if not np.array_equal(epochs, np.tile(np.arange(width), runs)):
-                return None
-        else:
-            order = np.argsort(codes, kind="stable")
-            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-            rank = np.empty(count, dtype=np.int64)
-            rank[order] = np.arange(count) - np.repeat(starts, counts)
-            del order
-            if not np.array_equal(epochs, rank):
-                return None
-            del rank
-        values: dict[str, FloatArray] = {}
-        missing: dict[str, BoolArray] = {}
-        for name in list(self.values):
-            column = self.values.pop(name)[:count]  # its flat array goes as its (runs, epochs) array comes
-            if blocks:
-                array = np.asfortranarray(column.reshape(runs, width))
-            else:
-                array = np.full((runs, width), np.nan, order="F")
-                array[codes, epochs] = column
-            del column
-            if name in self.nulls:
-                mask = np.zeros((runs, width), dtype=bool, order="F")
-                mask[codes, epochs] = self.nulls.pop(name)[:count]
-                array[mask] = np.nan  # what the value buffer holds under a null is unspecified
-                missing[name] = mask
-            values[name] = array
-        return Arrays(tuple(self.ids), counts.astype(np.int64), values, missing)
+#: `_chunk`'s answer for a run id with a quote left in it once unquoted (this very object).
+_QUOTED = Chunk([], np.empty(0, dtype=np.int64), {}, {})
 
 
-def _grown(array: npt.NDArray[Any], count: int, room: int) -> npt.NDArray[Any]:
-    """A larger array starting with ``array``'s first ``count`` values (nulls: the new room False)."""
-    grown = np.zeros(room, dtype=array.dtype) if array.dtype == bool else np.empty(room, dtype=array.dtype)
-    grown[:count] = array[:count]
-    return grown
+def _chunk(table: Any, metrics: list[str], unquote: bool) -> Chunk | None:
+    """A parsed chunk's columns as numpy arrays (views of Arrow's buffers where they can be); None if an epoch
+    is missing; `_QUOTED` if ``unquote`` and a run id, its enclosing quotes taken off, still has a quote."""
+    epoch = table.column("epoch")
+    if epoch.null_count:
+        return None
+    runs = []
+    for part in table.column("run").chunks:
+        names = part.dictionary.to_pylist()
+        if unquote:
+            names = [name[1:-1] if len(name) > 1 and name[0] == name[-1] == '"' else name for name in names]
+            if any('"' in name for name in names):
+                return _QUOTED
+        runs.append((names, _numpy(part.indices)))
+    values = {name: _values(table.column(name)) for name in metrics}
+    nulls = {name: _joined([_nulls(part) for part in table.column(name).chunks]) for name in metrics
+             if table.column(name).null_count}  # fmt: skip
+    return Chunk(runs, _values(epoch), values, nulls)
 
 
-def _copy(column: Any, out: npt.NDArray[Any]) -> None:
-    """A chunked Arrow column's values into ``out`` (under a null: whatever the buffer holds)."""
-    at = 0
-    for part in column.chunks:
-        if part.null_count < len(part):  # an all-null part may have no value buffer
-            out[at : at + len(part)] = _numpy(part)
-        at += len(part)
+def _values(column: Any) -> npt.NDArray[Any]:
+    """A chunked Arrow column's values (under a null: whatever the buffer holds; an all-null part may have no
+    value buffer)."""
+    return _joined([_numpy(part) if part.null_count < len(part) else np.zeros(len(part), dtype=np.dtype(
+        part.type.to_pandas_dtype())) for part in column.chunks])  # fmt: skip
+
+
+def _joined(parts: list[npt.NDArray[Any]]) -> npt.NDArray[Any]:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _numpy(array: Any) -> npt.NDArray[Any]:
