@@ -178,3 +178,41 @@ def test_reading_a_large_file_peaks_under_twice_the_numbers(tmp_path: Path) -> N
     peak, numbers = map(int, out.stdout.split())
     assert path.stat().st_size > 2.5 * numbers  # the text alone would break the bound
     assert peak <= 2 * numbers, f"peak {peak / 1e6:.0f} MB for {numbers / 1e6:.0f} MB of numbers"
+
+
+@pytest.mark.parametrize("method", ["place", "fill"])
+@pytest.mark.parametrize("call", [1, 2, 5, 9])
+def test_a_fault_in_any_thread_ends_the_read_and_every_thread(
+    monkeypatch: pytest.MonkeyPatch, method: str, call: int
+) -> None:
+    """A thread that fails while placing or copying (others may be copying, or waiting for the arrays to settle
+    before they grow) ends the read: its error is raised, no thread is left and nothing waits forever."""
+    from earlystop_core.formats import long_csv_arrays
+    from earlystop_core.formats.long_csv_rows import Rows
+
+    monkeypatch.setattr(long_csv_arrays, "WORKERS", 3)
+    calls = []
+    original = getattr(Rows, method)
+
+    def failing(self: Rows, *args: object) -> object:
+        calls.append(1)
+        if len(calls) == call:
+            raise RuntimeError("injected")
+        return original(self, *args)
+
+    monkeypatch.setattr(Rows, method, failing)
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            read_arrays(sample_curves_path(), chunk=1 << 12)  # gzipped: no size, the arrays grow as they fill
+            outcome.append(None)
+        except BaseException as error:
+            outcome.append(error)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join(timeout=60)
+    assert not reader.is_alive(), "the read hung"
+    assert isinstance(outcome[0], RuntimeError) and str(outcome[0]) == "injected"
+    assert not [thread for thread in threading.enumerate() if thread.name == "earlystop-csv"]
