@@ -52,6 +52,8 @@ def _read(path: Path) -> dict[str, Curve]:
             raise FormatError(path, 1, None, f"expected a header 'run,epoch,<metric>,...', got {header!r}")
         metrics = header[2:]
         for row in reader:
+            if not row:  # a blank line (a file ending in two newlines): skipped, as pandas and pyarrow skip it
+                continue
             line = reader.line_num
             if len(row) != len(header):
                 raise FormatError(path, line, None, f"expected {len(header)} columns, got {len(row)}")
