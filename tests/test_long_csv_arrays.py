@@ -109,8 +109,8 @@ def test_without_pyarrow_the_list_reader_serves(tmp_path: Path, monkeypatch: pyt
     "fault",
     ["a,{epoch},abc", "a,,1.0", "a,{epoch},1.0,2.0"],  # a bad number, a missing epoch, a row too long: far down
 )
-def test_a_fault_far_down_ends_the_parsing_thread_too(tmp_path: Path, fault: str) -> None:
-    """The next chunks are parsed in a thread while the rows are copied: a fault found by either ends both."""
+def test_a_fault_far_down_ends_the_parsing_threads_too(tmp_path: Path, fault: str) -> None:
+    """Chunks are parsed by several threads at once: a fault found by any of them ends them all."""
     lines = ["run,epoch,val_loss"] + [f"a,{epoch},{1.0 / (epoch + 1)}" for epoch in range(2000)]
     lines.append(fault.format(epoch=2000))
     lines += [f"a,{epoch},0.5" for epoch in range(2001, 4000)]
@@ -120,7 +120,7 @@ def test_a_fault_far_down_ends_the_parsing_thread_too(tmp_path: Path, fault: str
     assert not [thread for thread in threading.enumerate() if thread.name == "earlystop-csv"]
 
 
-def test_the_parsing_thread_ends_with_the_file() -> None:
+def test_the_parsing_threads_end_with_the_file() -> None:
     assert read_arrays(sample_curves_path(), chunk=1 << 12) is not None
     assert not [thread for thread in threading.enumerate() if thread.name == "earlystop-csv"]
 

@@ -35,7 +35,6 @@ CHUNK = 1 << 23
 #: Threads that parse (one per core the process may use, at most 4: the reading itself is serial).
 WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
-FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 
@@ -135,9 +134,7 @@ def _read(stream: Any, chunk: int, size: int | None) -> Rows | None:
     finally:
         for helper in helpers:
             helper.join()
-    with turns.condition:
-        turns.condition.wait_for(lambda: not turns.copying)
-    if turns.error is not None:
+    if turns.error is not None:  # every thread has ended: none is copying (each copy is uncounted as it ends)
         raise turns.error
     return None if turns.invalid else rows
 

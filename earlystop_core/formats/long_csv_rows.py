@@ -94,10 +94,10 @@ class Rows:
             if not self.layout.holds(codes, chunk.epochs, start):
                 settle()
                 self.layout = self.layout.flat(start, max(end, expected or 0))
-            elif self.layout.room < -(-end // self.layout.width):
+            elif self.layout.room < (needed := -(-end // self.layout.width)):
                 settle()
-                width = self.layout.width  # room for the estimate when known (untouched room costs no memory)
-                self.layout.grow(max(-(-end // width), -(-(expected or 0) // width), 2 * self.layout.room))
+                estimate = -(-(expected or 0) // self.layout.width)  # untouched room costs no memory
+                self.layout.grow(max(needed, estimate, 2 * self.layout.room))
         if isinstance(self.layout, _Flat) and len(self.layout.codes) < end:
             settle()
             self.layout.grow(start, max(end, expected or 0, 2 * len(self.layout.codes)))
@@ -296,15 +296,20 @@ def _packed(cells: npt.NDArray[Cell], runs: int) -> npt.NDArray[Cell]:
 
 
 def _grown(array: npt.NDArray[Cell], count: int, room: int) -> npt.NDArray[Cell]:
-    """A larger array starting with ``array``'s first ``count`` values (nulls: the new room False)."""
-    grown = np.zeros(room, dtype=array.dtype) if array.dtype == bool else np.empty(room, dtype=array.dtype)
+    """A larger array starting with ``array``'s first ``count`` values."""
+    grown = _room(room, array.dtype)
     grown[:count] = array[:count]
     return grown
 
 
 def _wider(cells: npt.NDArray[Cell], room: int) -> npt.NDArray[Cell]:
-    """``(width, runs)`` cells with room for ``room`` runs (nulls: the new room False)."""
-    shape = (cells.shape[0], room)
-    wider = np.zeros(shape, dtype=cells.dtype) if cells.dtype == bool else np.empty(shape, dtype=cells.dtype)
+    """``(width, runs)`` cells with room for ``room`` runs."""
+    wider = _room((cells.shape[0], room), cells.dtype)
     wider[:, : cells.shape[1]] = cells
     return wider
+
+
+def _room(shape: int | tuple[int, int], dtype: np.dtype[Cell]) -> npt.NDArray[Cell]:
+    """Room for rows to come: False for nulls (a row without any is not null), else unset."""
+    room: npt.NDArray[Cell] = np.zeros(shape, dtype=dtype) if dtype.kind == "b" else np.empty(shape, dtype=dtype)
+    return room
