@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 from pathlib import Path
@@ -220,3 +221,17 @@ def test_a_fault_in_any_thread_ends_the_read_and_every_thread(
     assert not reader.is_alive(), "the read hung"
     assert isinstance(outcome[0], RuntimeError) and str(outcome[0]) == "injected"
     assert not [thread for thread in threading.enumerate() if thread.name == "earlystop-csv"]
+
+
+def test_the_threads_follow_the_cores_this_process_may_use_under_a_cgroup_quota(tmp_path: Path) -> None:
+    """A container's CPU quota (cgroup v2's ``cpu.max``) bounds the threads, rounded up; none, or no such file, or
+    one that cannot be read as a quota, leaves the cores the process may run on."""
+    from earlystop_core.formats.long_csv_arrays import cores
+
+    quota = tmp_path / "cpu.max"
+    free = cores(tmp_path / "absent")
+    assert free == (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    for text, want in (("max 100000\n", free), ("50000 100000\n", 1), ("150000 100000\n", min(free, 2)),
+                       ("100000000 100000\n", free), ("garbage\n", free), ("100 0\n", free)):  # fmt: skip
+        quota.write_text(text)
+        assert cores(quota) == want, text

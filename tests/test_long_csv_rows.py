@@ -65,6 +65,9 @@ def files(draw: st.DrawFn) -> list[tuple[str, int, float, bool]]:
     if draw(st.integers(0, 3)) == 0:  # a run of another length, somewhere
         lengths[draw(st.integers(0, len(lengths) - 1))] = draw(st.integers(1, 7))
     rows = [(f"r{run}", epoch) for run, length in enumerate(lengths) for epoch in range(length)]
+    if len(lengths) > 1 and draw(st.integers(0, 4)) == 0:  # a fault: a run written again, under an earlier one's id
+        earlier, again = sorted(draw(st.lists(st.integers(0, len(lengths) - 1), min_size=2, max_size=2, unique=True)))
+        rows = [(f"r{earlier}" if run == f"r{again}" else run, epoch) for run, epoch in rows]
     if draw(st.integers(0, 3)) == 0:  # interleaved runs, each run's epochs in order
         rows = sorted(draw(st.permutations(rows)), key=lambda row: row[1])
     if draw(st.integers(0, 5)) == 0:  # a fault: an epoch out of order

@@ -28,12 +28,27 @@ import numpy.typing as npt
 from earlystop_core.formats.long_csv import MISSING
 from earlystop_core.formats.long_csv_rows import Arrays, Chunk, Rows
 
-__all__ = ["CHUNK", "WORKERS", "Arrays", "read_arrays"]
+__all__ = ["CHUNK", "WORKERS", "Arrays", "cores", "read_arrays"]
 
 #: Bytes of text a thread parses at a time.
 CHUNK = 1 << 23
-#: Threads that parse (one per core the process may use, at most 4: the reading itself is serial).
-WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def cores(quota: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The cores this process may use: those it may run on, fewer under a CPU quota (a container's ``--cpus``).
+
+    ``quota`` is cgroup v2's ``cpu.max``: ``"max 100000"`` (none), or ``"150000 100000"`` (1.5 cores: 2 threads).
+    """
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    with contextlib.suppress(OSError, ValueError, ZeroDivisionError):
+        limit, period = quota.read_text().split()[:2]
+        if limit != "max":
+            count = min(count, max(1, math.ceil(int(limit) / int(period))))
+    return count
+
+
+#: Threads that parse: one per core the process may use, at most 8 (pandas.read_csv's parallel parse takes 6).
+WORKERS = max(1, min(8, cores()))
 
 BoolArray = npt.NDArray[np.bool_]
 
