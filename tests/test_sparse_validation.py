@@ -149,3 +149,17 @@ def test_a_missing_metric_is_reported_with_the_keys_logged_where_the_monitor_rai
             evaluate(bank, strategy, engine=engine)
         errors.append(str(raised.value))
     assert errors[0] == errors[1] and "logged: 'val_loss', 'test_accuracy'." in errors[0]
+
+
+def test_a_run_ending_on_an_epoch_without_the_target_gains_against_the_last_epoch_it_was_logged_at() -> None:
+    """Validation every other epoch, or a trial cut short: the last epoch has no target; training to the end is
+    judged at the last epoch that has one, never NaN (by the Monitor's replay and the engine alike)."""
+    curves = {
+        "a": {"val_loss": [1.0, None, 0.7, None, 0.8, None], "test_accuracy": [0.5, None, 0.7, None, 0.6, None]},
+        "b": {"val_loss": [1.0, None, 0.9, None, 0.8, 0.85], "test_accuracy": [0.4, None, 0.5, None, 0.6, 0.58]},
+    }
+    options = {"patience": 5, "on_missing": "skip"}
+    result = evaluate(curves, options)
+    expected = [replay_run(c, lambda: Monitor(restore_best_weights=True, **options), run=r) for r, c in curves.items()]
+    same(result.results(), expected)
+    assert [round(r.gain, 6) for r in expected] == [0.1, 0.02]  # a: kept 2 (0.7) against 4 (0.6); b: 4 against 5

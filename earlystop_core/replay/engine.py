@@ -91,7 +91,8 @@ class Evaluation:
         oracle: The best epoch of the monitored (or reference) quantity.
         saved: ``(n - 1 - stop) / n``.
         regret: How much worse the target is at ``kept`` than at ``oracle`` (positive = worse).
-        gain: How much better the target is at ``kept`` than at the last epoch (positive = better).
+        gain: How much better the target is at ``kept`` than at the last epoch it was logged at (positive =
+            better).
         value: The target at ``kept``.
         engine: How the decisions were made: ``"scan"``, ``"loop"`` or ``"scalar"``.
         reason: Why the scalar replay was used (None when vectorised).
@@ -510,7 +511,7 @@ def _evaluate_vectorised(
         values = bank.values[target]
         at_kept = values[rows, np.maximum(kept, 0)]
         at_oracle = values[rows, oracle]
-        at_last = values[rows, np.maximum(n - 1, 0)]
+        at_last = values[rows, _last_logged(bank, target, n)]
     else:
         at_kept = at_oracle = at_last = np.full(count, np.nan)
     with np.errstate(all="ignore"):
@@ -649,6 +650,16 @@ def _first_logged(bank: Bank, row: int, name: str) -> int:
     if name not in bank.missing:
         return 0
     return int(np.argmin(bank.missing[name][row, : int(bank.lengths[row])]))
+
+
+def _last_logged(bank: Bank, name: str, n: IntArray) -> IntArray:
+    """Each run's last epoch with ``name`` logged (its last epoch when it has none, or no epochs)."""
+    last = np.maximum(n - 1, 0)
+    if name not in bank.missing:
+        return last
+    logged = ~bank.missing[name][:, : bank.max_epochs] & (np.arange(bank.max_epochs) < n[:, None])
+    found = logged.any(axis=1)
+    return np.where(found, bank.max_epochs - 1 - logged[:, ::-1].argmax(axis=1), last)
 
 
 def _first_true(mask: BoolArray, default: int | IntArray) -> IntArray:

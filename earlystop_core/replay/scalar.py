@@ -15,7 +15,9 @@ kept, and compare with hindsight. Per run:
 * ``regret``: how much worse the ``target`` is at ``kept`` than at ``oracle``
   (positive = worse), in the target's units whatever its direction;
 * ``gain``: how much better the ``target`` is at ``kept`` than at the last
-  epoch (positive = better): the effect against training to the end.
+  epoch (positive = better): the effect against training to the end (at the
+  last epoch the target was logged at, when the run ends on an epoch without
+  it: validation every few epochs, a trial cut short).
 
 This is the simple, scalar replay (one Python call per epoch, exactly the
 Monitor users run). [`earlystop_core.replay.engine.evaluate`][earlystop_core.evaluate] gives the same
@@ -74,7 +76,8 @@ class RunResult:
         oracle: The best epoch of the monitored (or reference) quantity in hindsight.
         saved: ``(n - 1 - stop) / n``.
         regret: How much worse the target is at ``kept`` than at ``oracle`` (positive = worse).
-        gain: How much better the target is at ``kept`` than at the last epoch (positive = better).
+        gain: How much better the target is at ``kept`` than at the last epoch it was logged at (positive =
+            better).
     """
 
     run: str
@@ -183,7 +186,7 @@ def replay_run(
     stop = decision.epoch if stopped else n - 1
     kept = decision.best_epoch if decision.restore and decision.best_epoch is not None else stop
     oracle = _oracle(curve, monitor, reference, reference_mode)
-    last = n - 1
+    last = max((epoch for epoch, value in enumerate(values) if value is not None), default=n - 1)
     at_oracle, at_kept, at_last = (_number(values[epoch]) for epoch in (oracle, kept, last))
     if goal == "max":
         regret, gain = at_oracle - at_kept, at_kept - at_last
