@@ -34,6 +34,8 @@ PRESETS = {
 }
 #: What PATH names the curves bundled with the package by.
 SAMPLE = "sample"
+#: Skipped runs whose reason a replay says (each is replayed again alone to find it).
+SKIPS_EXPLAINED = 3
 #: The accuracy metric a learned policy reads, and ``keep_best_by`` uses when every run logs it.
 ACCURACY = "val_accuracy"
 COMPARISON = [
@@ -245,7 +247,7 @@ def _evaluate(bank: Any, spec: str, args: argparse.Namespace, required: bool = T
     from earlystop_core.replay.engine import evaluate
 
     present = bank.present.get(args.monitor)
-    strategy = _strategy(spec, args, logged=present is not None and bool(present.all()))
+    strategy = _strategy(spec, args, logged=present is not None and bool(present.any()))
     options = {
         "target": args.target,
         "target_mode": args.target_mode,
@@ -263,22 +265,29 @@ def _evaluate(bank: Any, spec: str, args: argparse.Namespace, required: bool = T
     if len(evaluation) == len(bank):
         return evaluation
     replayed = set(evaluation.runs)
-    first = next(index for index, run in enumerate(bank.runs) if run not in replayed)
+    skipped = [index for index, run in enumerate(bank.runs) if run not in replayed]
+    reasons: dict[str, list[str]] = {}  # why, the runs skipped for it: each skipped run again, a few at most
     fix = "check the strategy against the metrics logged"
-    try:  # the first skipped run again, to say why
-        evaluate({bank.runs[first]: bank.curve(first)}, strategy, **options)
-        reason = "it could not be replayed"
-    except (KeyError, ValueError, TypeError, ArithmeticError) as error:
-        reason = f"{type(error).__name__}: {error.args[0] if isinstance(error, KeyError) else error}"
-        fix = _fix(error, args)
-    run = bank.runs[first]
+    for index in skipped[:SKIPS_EXPLAINED]:
+        try:
+            evaluate({bank.runs[index]: bank.curve(index)}, strategy, **options)
+            reason = "it could not be replayed"
+        except (KeyError, ValueError, TypeError, ArithmeticError) as error:
+            reason = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+            if not reasons:
+                fix = _fix(error, args)
+        reasons.setdefault(reason, []).append(repr(bank.runs[index]))
+    said = "; ".join(
+        f"run{'s' if len(runs) > 1 else ''} {', '.join(runs)}: {reason}" for reason, runs in reasons.items()
+    )
+    if len(skipped) > SKIPS_EXPLAINED:
+        said += f" (and {len(skipped) - SKIPS_EXPLAINED} more)"
     if len(evaluation):
-        print(f"earlystop: {spec}: {len(bank) - len(evaluation)} of {len(bank)} runs skipped; run {run!r}: {reason}",
-              file=sys.stderr)  # fmt: skip
+        print(f"earlystop: {spec}: {len(skipped)} of {len(bank)} runs skipped; {said}", file=sys.stderr)
         return evaluation
     if required:
-        raise ValueError(f"{spec}: none of the {len(bank)} runs can be replayed ({fix}); run {run!r}: {reason}")
-    print(f"earlystop: {spec}: left out, it does not fit these logs ({fix}); run {run!r}: {reason}", file=sys.stderr)
+        raise ValueError(f"{spec}: none of the {len(bank)} runs can be replayed ({fix}); {said}")
+    print(f"earlystop: {spec}: left out, it does not fit these logs ({fix}); {said}", file=sys.stderr)
     return None
 
 
@@ -292,6 +301,8 @@ def _fix(error: Exception, args: argparse.Namespace) -> str:
         return "the logs have no such metric: name another with --target"
     if missing is not None:
         return f"the strategy reads {missing!r}, which these logs lack: choose another --strategy"
+    if "has no finite value" in text:
+        return "a run without a finite value of the monitored metric has no best epoch to judge it by"
     if "logarithms" in text:
         return "the strategy takes logarithms of a metric that goes negative: choose another --strategy"
     return "check the strategy against the metrics logged"

@@ -57,7 +57,7 @@ from earlystop_core.monitor import Monitor
 from earlystop_core.policy.learned import LearnedPolicy
 from earlystop_core.policy.simulate import first_stops
 from earlystop_core.replay.bank import Bank, Curves
-from earlystop_core.replay.scalar import ON_ERROR, RunResult, Summary, check_replayable, replay
+from earlystop_core.replay.scalar import ON_ERROR, RunResult, Summary, check_replayable, no_best_epoch, replay
 from earlystop_core.rules.base import Rule
 
 __all__ = ["ENGINES", "ENGINE_SUPPORT", "Evaluation", "evaluate", "fallback_reason"]
@@ -632,7 +632,7 @@ def _failure(
         return KeyError(f"no reference metric {reference!r} in the curve; metrics: {', '.join(names)}")
     if reference is None and not has_key:
         return KeyError(config.monitor)
-    return ValueError(f"no finite value among {n} epoch(s): there is no best epoch")
+    return no_best_epoch(reference if reference is not None else config.name, n)
 
 
 def _logged_at(bank: Bank, row: int, epoch: int) -> list[str]:

@@ -303,13 +303,29 @@ def _oracle(
     if reference is not None:
         if reference not in curve:
             raise KeyError(f"no reference metric {reference!r} in the curve; metrics: {', '.join(curve)}")
-        return best_epoch(curve[reference], resolve_mode(reference_mode, reference))
+        return _best(curve[reference], resolve_mode(reference_mode, reference), reference)
     config = monitor.config
     mode: Mode = config.mode
     if isinstance(config.monitor, str):
-        return best_epoch(curve[config.monitor], mode)
+        return _best(curve[config.monitor], mode, config.monitor)
     score = WeightedScore(config.monitor, config.metric_modes or "auto", config.normalize)
-    return best_epoch([_score(score, logs) for logs in epochs(curve)], mode)
+    return _best([_score(score, logs) for logs in epochs(curve)], mode, config.name)
+
+
+def _best(values: Sequence[float | None], mode: Mode, name: str) -> int:
+    """The best epoch in hindsight; a run without one (diverged from the start) is refused, its metric named."""
+    try:
+        return best_epoch(values, mode)
+    except ValueError:
+        raise no_best_epoch(name, len(values)) from None
+
+
+def no_best_epoch(name: str, epochs: int) -> ValueError:
+    """The error for a run whose ``name`` never has a finite value: no best epoch to measure regret against."""
+    return ValueError(
+        f"{name!r} has no finite value in {epochs} epoch(s) (NaN, infinite or not logged throughout: a run "
+        "that diverged from the start): there is no best epoch to measure regret against"
+    )
 
 
 def _score(score: WeightedScore, logs: Mapping[str, float]) -> float | None:
