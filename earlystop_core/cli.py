@@ -34,6 +34,8 @@ PRESETS = {
 }
 #: What PATH names the curves bundled with the package by.
 SAMPLE = "sample"
+#: The error for logs without a single run (a CSV header and no rows, a sweep whose trials reported nothing).
+_EMPTY = "{path}: no run with a logged epoch in it: nothing to replay (is training still at its first epoch?)"
 #: Skipped runs whose reason a replay says (each is replayed again alone to find it).
 SKIPS_EXPLAINED = 3
 #: The accuracy metric a learned policy reads, and ``keep_best_by`` uses when every run logs it.
@@ -138,6 +140,9 @@ def _parser() -> argparse.ArgumentParser:
         "--strategy", default="patience=10", metavar="SPEC", help="Monitor arguments or a preset, as for replay"
     )
     demo.add_argument("--target", default="auto", help="metric reported for the restored epoch ('auto': as for replay)")
+    demo.add_argument(
+        "--target-mode", default="auto", choices=["auto", "min", "max"], help="which way the target improves"
+    )
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
     demo.add_argument(
         "--names",
@@ -194,6 +199,7 @@ def _replay(args: argparse.Namespace) -> int:
     from earlystop_core.replay.bank import Bank
 
     bank = _bank(args)
+    _check_monitor(args, bank.metrics)
     _resolve_target(args, _logged(bank))
     specs = args.strategy or [spec for spec in COMPARISON if f"keep_best_by={args.monitor}" not in spec]
     rows = _rows(bank, specs, args, "strategies", required=bool(args.strategy))
@@ -308,6 +314,28 @@ def _fix(error: Exception, args: argparse.Namespace) -> str:
     return "check the strategy against the metrics logged"
 
 
+def _check_monitor(args: argparse.Namespace, metrics: Sequence[str]) -> None:
+    """Refuse a ``--monitor`` no run logs, naming the logged metric most likely meant and the flags to use it."""
+    if args.monitor in metrics:
+        return
+    from earlystop_core.errors import closest
+    from earlystop_core.modes import resolve_mode
+
+    close = closest(args.monitor, metrics) or (metrics[0] if len(metrics) == 1 else None)
+    hint = ""
+    if close is not None:
+        try:
+            resolve_mode("auto", close)
+            hint = f" (--monitor {close})"
+        except ValueError:  # a name that does not say which way it improves: Optuna's 'value'
+            hint = f" (--monitor {close} --mode min, or max)"
+    raise ValueError(
+        f"no metric {args.monitor!r} in the logs; logged: {', '.join(metrics)}. Name the metric to watch with "
+        f"--monitor{hint}, or read a logged one as {args.monitor!r} with --names LOGGED={args.monitor} (the "
+        "built-in strategies speak Keras's names)"
+    )
+
+
 def _logged(bank: Any) -> list[str]:
     """The metrics every run of the bank logs."""
     return [name for name in bank.values if bool(bank.present[name].all())]
@@ -414,6 +442,8 @@ def _bank(args: argparse.Namespace) -> Any:
     from earlystop_core.replay.bank import Bank
 
     bank = Bank.load(sample_curves_path() if args.path in (None, SAMPLE) else args.path)
+    if not len(bank):
+        raise ValueError(_EMPTY.format(path=args.path))
     mapping = _names(args, bank.metrics)
     return bank.renamed(mapping) if mapping else bank
 
@@ -424,6 +454,8 @@ def _curves(args: argparse.Namespace) -> Any:
     from earlystop_core.formats.readers import load_any
 
     curves = load_any(sample_curves_path() if args.path in (None, SAMPLE) else args.path)
+    if not curves:
+        raise ValueError(_EMPTY.format(path=args.path))
     mapping = _names(args, dict.fromkeys(name for curve in curves.values() for name in curve))
     return rename(curves, mapping) if mapping else curves
 
@@ -492,6 +524,7 @@ def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _tune(args: argparse.Namespace) -> int:
     bank = _bank(args)
+    _check_monitor(args, bank.metrics)
     _resolve_target(args, _logged(bank))
     specs = _candidates(bank, args.monitor)
     rows = _rows(bank, specs, args, "candidates", required=False)
@@ -613,6 +646,7 @@ def _plot(args: argparse.Namespace) -> int:
     curves = _curves(args)
     args.run_id = _run(curves, args.run_id, args.path)
     curve = curves[args.run_id]
+    _check_monitor(args, list(curve))
     _resolve_target(args, list(curve))
     strategy = _strategy(args.strategy, args, logged=args.monitor in curve)
     result = replay_run(
@@ -714,6 +748,7 @@ def _demo(args: argparse.Namespace) -> int:
     run = args.run_id if args.run_id is not None else next(iter(curves))  # a demo streams the first by default
     run = _run(curves, run, args.path)
     curve = curves[run]
+    _check_monitor(args, list(curve))
     _resolve_target(args, list(curve))
     if args.target not in curve:
         raise KeyError(f"no metric {args.target!r} in the curves; metrics: {', '.join(curve)}")

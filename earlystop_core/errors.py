@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterable
 
 _SKIP = "Pass on_missing='skip' if it is logged only on some epochs."
@@ -26,13 +27,45 @@ class MissingMetricError(KeyError):
         self.key = key
         self.available = [str(k) for k in available]
         logged = ", ".join(repr(k) for k in self.available) or "nothing"
-        close = difflib.get_close_matches(key, self.available, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        close = closest(key, self.available)
+        hint = f" Did you mean {close!r}?" if close else ""
         self.message = f"metric {key!r} is not in the logs; logged: {logged}.{hint} {fix or _SKIP}"
         super().__init__(self.message)
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return self.message
+
+
+def closest(name: str, available: Iterable[str]) -> str | None:
+    """The logged metric most likely meant by ``name``, None if none is close.
+
+    A training metric is not offered for a validation one, nor the other way
+    round (a missing ``loss`` is ``train_loss``, not ``val_loss``); a name
+    holding the one asked for, or held in it, comes first.
+
+    Examples:
+        >>> closest("loss", ["val_loss", "train_loss", "val_acc"])
+        'train_loss'
+        >>> closest("val_loss", ["loss", "val_loss/dataloader_idx_0", "val_loss/dataloader_idx_1"])
+        'val_loss/dataloader_idx_0'
+        >>> closest("val_los", ["loss", "val_loss"]), closest("val_loss", ["lr"])
+        ('val_loss', None)
+    """
+    names = list(available)
+    pool = [other for other in names if _held_out(other) == _held_out(name)] or names
+    holding = [other for other in pool if name in other or other in name]
+
+    def ratio(other: str) -> float:
+        return difflib.SequenceMatcher(None, name, other).ratio()
+
+    close = holding or [other for other in pool if ratio(other) >= 0.6]  # difflib's own cutoff
+    return max(close, key=ratio) if close else None  # the first logged among equals
+
+
+def _held_out(name: str) -> bool:
+    """Whether a metric's name says it is measured on data held out from training (validation or test)."""
+    words = set(re.split(r"[_/.\- ]+", name.lower()))
+    return bool(words & {"val", "valid", "validation", "eval", "test"})
 
 
 def missing_keep_metric(name: str, available: Iterable[object], monitored: str) -> MissingMetricError:

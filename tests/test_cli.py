@@ -135,7 +135,7 @@ def test_a_strategy_no_run_can_replay_is_an_error_naming_the_fix(
     status, out, err = run(capsys, "replay", str(path), "--strategy", "patience=5", "--target", "test_acc")
     assert status == 2 and "the logs have no such metric: name another with --target" in err
     status, out, err = run(capsys, "replay", str(path), "--strategy", "patience=5", "--monitor", "eval_loss")
-    assert status == 2 and "name the monitored one with --monitor" in err and "Did you mean 'val_loss'?" in err
+    assert status == 2 and "no metric 'eval_loss' in the logs" in err and "(--monitor val_loss)" in err
 
 
 def test_some_runs_skipped_are_counted_and_explained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -366,3 +366,43 @@ def test_a_run_that_diverged_from_the_start_is_skipped_with_its_metric_named(
     status, _, err = run(capsys, "replay", str(tmp_path / "bank.csv"), "--strategy", "patience=3")
     assert status == 0, err
     assert "1 of 2 runs skipped; run 'nan': 'val_loss' has no finite value in 10 epoch(s)" in err
+
+
+def test_a_monitor_no_run_logs_is_refused_at_once_naming_the_metric_meant_and_the_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two validation sets (Lightning's dataloader_idx names), an Optuna-like 'value': the fix is --monitor."""
+    two = tmp_path / "two.csv"
+    two.write_text("epoch,loss,val_loss/dataloader_idx_0,val_loss/dataloader_idx_1\n0,1,1,1\n1,0.9,0.8,0.85\n")
+    value = tmp_path / "value.csv"
+    value.write_text("run,epoch,value\na,0,1\na,1,0.5\n")
+    for command in ("replay", "tune", "plot", "demo"):
+        extra = ["-o", str(tmp_path / "p.png")] if command == "plot" else []
+        status, _, err = run(capsys, command, str(two), *extra)
+        assert status == 2 and "no metric 'val_loss' in the logs" in err, (command, err)
+        assert "(--monitor val_loss/dataloader_idx_0)" in err and "--names LOGGED=val_loss" in err
+        status, _, err = run(capsys, command, str(value), *extra)
+        assert status == 2 and "(--monitor value --mode min, or max)" in err, (command, err)
+    status, _, err = run(
+        capsys, "replay", str(value), "--monitor", "value", "--mode", "min", "--strategy", "patience=1"
+    )
+    assert status == 0, err
+
+
+def test_logs_without_a_run_are_an_error_not_an_empty_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    header = tmp_path / "header.csv"
+    header.write_text("run,epoch,loss,val_loss\n")
+    for command in ("replay", "tune", "plot", "demo"):
+        extra = ["-o", str(tmp_path / "p.png")] if command == "plot" else []
+        status, out, err = run(capsys, command, str(header), *extra)
+        assert status == 2 and out == "" and "no run with a logged epoch in it: nothing to replay" in err, err
+
+
+def test_demo_judges_by_the_monitored_metric_when_the_logs_have_no_other(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(f'{{"epoch": {t}, "val_loss": {1 / (1 + t) + 0.05 * t}}}\n' for t in range(20)))
+    status, out, err = run(capsys, "demo", str(path), "--strategy", "patience=3", "--quiet")
+    assert status == 0, err
+    assert "kept the weights of epoch 3: val_loss" in out and "regret is measured on val_loss" in err

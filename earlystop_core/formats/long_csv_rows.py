@@ -248,7 +248,7 @@ class _Flat:
         width = int(counts.max()) if runs else 0
         # Each run's rows, in file order, must be its epochs 0, 1, 2, ...: the rank of a row within its run.
         order = np.argsort(codes, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        starts = np.cumsum(counts) - counts
         rank = np.empty(count, dtype=np.int64)
         rank[order] = np.arange(count) - np.repeat(starts, counts)
         del order
