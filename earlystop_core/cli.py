@@ -495,7 +495,9 @@ def _candidates(bank: Any, monitor: str) -> list[str]:
     specs += [f"patience={p},min_delta=0.001,min_delta_mode='rel'" for p in (10, 15, 20)]
     specs += [f"patience={p},smoothing=0.5" for p in (10, 20)]
     specs += [PRESETS["combo"], "patience='auto',max_epochs=100"]
-    if ACCURACY in bank.values and monitor != ACCURACY:  # keeping the best accuracy: a metric other than the monitored
+    if (
+        ACCURACY in _logged(bank) and monitor != ACCURACY
+    ):  # keeping the best accuracy: a metric other than the monitored
         specs += [f"patience={p},keep_best_by={ACCURACY}" for p in (5, 8, 10, 12, 15, 20)]
         specs += ["recommended"]
     return specs
@@ -530,7 +532,7 @@ def _tune(args: argparse.Namespace) -> int:
     rows = _rows(bank, specs, args, "candidates", required=False)
     if args.learn:
         rows.append(_learn(bank, args))
-    rows = [row for row in rows if row["runs"]]
+    rows = _comparable(rows)
     front = pareto_front(rows)
     allowed = [row for row in front if row["regret"] <= args.max_regret]
     pick = max(allowed, key=lambda row: row["epochs_saved"]) if allowed else min(front, key=lambda r: r["regret"])
@@ -544,6 +546,17 @@ def _tune(args: argparse.Namespace) -> int:
     if args.plot:
         _plot_front(rows, front, pick, args.plot)
     return 0
+
+
+def _comparable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows replayed on the most runs: a candidate that could replay only some is judged on others, and is left
+    out with a note (its runs lack a metric it reads)."""
+    most = max(row["runs"] for row in rows)
+    for row in rows:
+        if row["runs"] < most:
+            print(f"earlystop: {row['strategy']}: left out of the front, it replays {row['runs']} of the {most} runs "
+                  "the others do", file=sys.stderr)  # fmt: skip
+    return [row for row in rows if row["runs"] == most]
 
 
 def _learn(bank: Any, args: argparse.Namespace) -> dict[str, Any]:

@@ -179,7 +179,7 @@ def load_any(path: str | os.PathLike[str], format: str = "auto") -> Curves:
     path = Path(path)
     if format == "tensorboard" or (format == "auto" and is_event_file(path)):
         return load_tensorboard(path)
-    if format == "mlflow":
+    if format == "mlflow" or (format == "auto" and path.is_file() and is_mlflow_store(path)):
         return load_mlflow(path)
     if format == "optuna" or (format == "auto" and path.is_file() and is_optuna_storage(path)):
         return load_optuna(path)
