@@ -406,3 +406,20 @@ def test_demo_judges_by_the_monitored_metric_when_the_logs_have_no_other(
     status, out, err = run(capsys, "demo", str(path), "--strategy", "patience=3", "--quiet")
     assert status == 0, err
     assert "kept the weights of epoch 3: val_loss" in out and "regret is measured on val_loss" in err
+
+
+def test_tune_judges_every_candidate_on_the_same_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One run of three logs val_accuracy: no candidate keeping the best accuracy (it would replay one run and
+    be judged on it alone), and the front holds candidates replayed on every run."""
+    rows = ["run,epoch,loss,val_loss,val_accuracy"]
+    for index in range(3):
+        for t in range(40):
+            val_loss = 1 / (1 + 0.2 * t) + 0.005 * t + 0.01 * index
+            accuracy = f"{1 - val_loss / 3}" if index == 0 else ""
+            rows.append(f"{index},{t},{0.8 * val_loss},{val_loss},{accuracy}")
+    (tmp_path / "bank.csv").write_text("\n".join(rows) + "\n")
+    status, out, err = run(capsys, "tune", str(tmp_path / "bank.csv"), "--json")
+    assert status == 0, err
+    front = json.loads(out)["front"]
+    assert front and all(row["runs"] == 3 for row in front)
+    assert not any("keep_best_by" in row["strategy"] or row["strategy"] == "recommended" for row in front)
