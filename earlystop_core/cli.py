@@ -17,9 +17,10 @@ import argparse
 import json
 import math
 import sys
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from earlystop_core._version import __version__
 from earlystop_core.curves import epochs, sample_curves_path
@@ -61,12 +62,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        result: int = args.run(args)
+        with warnings.catch_warnings():  # the readers' warnings, said as the command's own notes
+            warnings.showwarning = _note
+            result: int = args.run(args)
     except (ValueError, KeyError, TypeError, OSError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"earlystop: error: {message}", file=sys.stderr)
         return 2
     return result
+
+
+def _note(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A warning on standard error: earlystop's own as one line of the command's, any other as Python shows it."""
+    if category is UserWarning and "earlystop_core" in Path(filename).parts:
+        print(f"earlystop: note: {message}", file=sys.stderr)
+    else:
+        (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def _parser() -> argparse.ArgumentParser:

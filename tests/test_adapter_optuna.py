@@ -247,3 +247,40 @@ def test_optunas_patient_pruner_stops_where_monitor_pruner_with_one_more_patienc
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         theirs = optuna.pruners.PatientPruner(None, patience=patience)
     assert first_prune(theirs, values) == first_prune(MonitorPruner(patience=patience + 1), values)
+
+
+def test_only_complete_trials_are_read_and_a_storage_without_one_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pruned or failed trial's reports end where it was cut: left out, said once (as the command's own note);
+    a storage whose trials never reported (a multi-objective study cannot) is an error, not an empty table."""
+    from earlystop_core.cli import main
+    from earlystop_core.errors import FormatError
+    from earlystop_core.formats.readers import load_any
+
+    def cut_short(trial: Any) -> float:
+        index = trial.suggest_int("curve", 0, 9)
+        for step, value in enumerate(curve(index)):
+            trial.report(value, step)
+            if trial.number % 3 == 1 and step == 5:
+                raise optuna.TrialPruned()
+            if trial.number % 3 == 2 and step == 7:
+                raise RuntimeError("out of memory")
+        return curve(index)[-1]
+
+    path = tmp_path / "sweep.db"
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{path}", sampler=optuna.samplers.RandomSampler(0))
+    study.optimize(cut_short, n_trials=6, catch=(RuntimeError,))
+    with pytest.warns(UserWarning, match=r"4 trial\(s\) left out as not complete \(2 failed, 2 pruned\)"):
+        curves = load_any(path)
+    assert sorted(curves, key=int) == ["0", "3"] and all(len(c["value"]) == 30 for c in curves.values())
+    assert main(["replay", str(path), "--monitor", "value", "--mode", "min", "--strategy", "patience=3"]) == 0
+    err = capsys.readouterr().err
+    assert "earlystop: note: " in err and "left out as not complete" in err and "UserWarning" not in err
+
+    silent = tmp_path / "multi.db"
+    two = optuna.create_study(storage=f"sqlite:///{silent}", directions=["minimize", "maximize"])
+    two.optimize(lambda trial: (trial.suggest_float("x", 0, 1), 1.0), n_trials=2)
+    with pytest.raises(FormatError, match=r"no complete trial reported a value \(trial.report\(value, step\)\)"):
+        load_any(silent)
+    assert main(["replay", str(silent), "--monitor", "value", "--mode", "min"]) == 2
