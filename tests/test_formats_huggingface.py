@@ -62,6 +62,7 @@ def trainer_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
         model=model, args=arguments, train_dataset=examples(64), eval_dataset=examples(32), compute_metrics=accuracy
     )
     trainer.train()
+    trainer.save_state()  # as Hugging Face's example scripts do: the whole run's state beside the checkpoints
     return output
 
 
@@ -82,6 +83,19 @@ def test_a_real_trainer_run_reads_one_epoch_per_evaluation(trainer_output: Path)
     assert curve["loss"] == [entry["loss"] for entry in trained]
     assert detect_format(last) == "huggingface"
     assert load_any(last) == curves
+
+
+def test_of_an_output_folders_own_state_and_its_checkpoints_the_one_saved_later_is_read(tmp_path: Path) -> None:
+    """trainer.save_state() at the end holds the whole run; one saved early is superseded by a later checkpoint."""
+    early = [{"epoch": 1.0, "step": 5, "eval_loss": 0.9}]
+    late = [*early, {"epoch": 2.0, "step": 10, "eval_loss": 0.7}]
+    for own, checkpoint, read in ((late, early, [0.9, 0.7]), (early, late, [0.9, 0.7]), (early, early, [0.9])):
+        output = tmp_path / f"run{len(own)}{len(checkpoint)}"
+        for path, history in ((output / "trainer_state.json", own), (output / "checkpoint-5" / "trainer_state.json",
+                                                                     checkpoint)):  # fmt: skip
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"log_history": history, "global_step": history[-1]["step"]}, indent=2))
+        assert load_any(output) == {output.name: {"eval_loss": read}}
 
 
 def test_a_real_trainer_run_replays_with_finite_numbers(

@@ -488,9 +488,10 @@ def _curve_files(root: Path) -> tuple[list[Path], list[str]]:
 
 
 def _latest_checkpoints(files: list[Path]) -> list[Path]:
-    """The files, keeping of a Trainer's ``checkpoint-N/trainer_state.json`` only the highest N per output folder.
+    """The files, keeping of a Trainer's ``checkpoint-N/trainer_state.json`` only the highest N per output folder,
+    and of that and the folder's own ``trainer_state.json`` (``trainer.save_state()``) the one saved later.
 
-    (Each checkpoint's state holds the whole history up to it: the last one holds the run.)
+    (Each state holds the whole history up to it: the last one holds the run.)
     """
     latest: dict[Path, tuple[int, Path]] = {}
     kept = []
@@ -502,7 +503,22 @@ def _latest_checkpoints(files: list[Path]) -> list[Path]:
         number = int(checkpoint)
         if file.parent.parent not in latest or number > latest[file.parent.parent][0]:
             latest[file.parent.parent] = (number, file)
+    for folder, (_, newest) in list(latest.items()):
+        top = folder / TRAINER_STATE  # trainer.save_state() at the end of training: the whole run, usually
+        if top in kept and _global_step(newest) > _global_step(top):
+            kept.remove(top)
+        elif top in kept:
+            del latest[folder]
     return kept + [file for _, file in latest.values()]
+
+
+def _global_step(state: Path) -> int:
+    """The step a Trainer's state was saved at (-1 if it does not say): the later state holds more of the run."""
+    try:
+        step = json.loads(_read_text(state)).get("global_step", -1)
+    except (ValueError, AttributeError, OSError):
+        return -1
+    return step if isinstance(step, int) else -1
 
 
 def _not_a_file(path: Path) -> str | None:
