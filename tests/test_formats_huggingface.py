@@ -53,15 +53,17 @@ def trainer_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
         num_train_epochs=6,
         per_device_train_batch_size=16,
         learning_rate=1e-3,
-        report_to=[],
+        report_to=["tensorboard"],  # its event files beside, out of the output folder (below)
         use_cpu=True,
         disable_tqdm=True,
     )
     model = transformers.BertForSequenceClassification(config)
-    trainer = transformers.Trainer(
-        model=model, args=arguments, train_dataset=examples(64), eval_dataset=examples(32), compute_metrics=accuracy
-    )
-    trainer.train()
+    with pytest.MonkeyPatch.context() as patch:  # the Trainer's TensorBoard callback reads it as it is made
+        patch.setenv("TENSORBOARD_LOGGING_DIR", str(output.parent / "tensorboard"))
+        trainer = transformers.Trainer(
+            model=model, args=arguments, train_dataset=examples(64), eval_dataset=examples(32), compute_metrics=accuracy
+        )
+        trainer.train()
     trainer.save_state()  # as Hugging Face's example scripts do: the whole run's state beside the checkpoints
     return output
 
@@ -83,6 +85,23 @@ def test_a_real_trainer_run_reads_one_epoch_per_evaluation(trainer_output: Path)
     assert curve["loss"] == [entry["loss"] for entry in trained]
     assert detect_format(last) == "huggingface"
     assert load_any(last) == curves
+
+
+def test_a_real_trainers_tensorboard_logs_read_as_its_trainer_state(
+    trainer_output: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """report_to="tensorboard": train/* and eval/* tags by global step, train/epoch beside; read one epoch per
+    evaluation under the Trainer's names, the same curve as its trainer_state.json (to float32)."""
+    pytest.importorskip("tensorboard")
+    (from_events,) = load_any(trainer_output.parent / "tensorboard").values()
+    (from_state,) = load_any(trainer_output).values()
+    assert sorted(from_events) == sorted(from_state)
+    for name, values in from_state.items():
+        assert from_events[name] == pytest.approx(values, rel=1e-6), name
+    status = main(["replay", str(trainer_output.parent / "tensorboard"), "--strategy", "patience=2", "--json"])
+    out, err = capsys.readouterr()
+    (row,) = json.loads(out)
+    assert status == 0 and math.isfinite(row["regret"]) and "reading eval_loss as val_loss" in err
 
 
 def test_of_an_output_folders_own_state_and_its_checkpoints_the_one_saved_later_is_read(tmp_path: Path) -> None:

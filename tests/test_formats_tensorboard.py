@@ -56,9 +56,15 @@ def test_keras_train_and_validation_folders_take_the_csv_logger_names(tmp_path: 
             for epoch in range(5):
                 writer.add_scalar("epoch_loss", 1.0 / (epoch + 1) + offset, epoch)
                 writer.add_scalar("epoch_accuracy", 0.5 + 0.1 * epoch - offset, epoch)
+                # Keras 3 also logs these against optimizer iterations (7 a epoch here): not epochs
+                iterations = 7 * (epoch + 1)
+                if part == "validation":
+                    writer.add_scalar("evaluation_loss_vs_iterations", 1.0 / (epoch + 1) + offset, iterations)
+                else:
+                    writer.add_scalar("batch_loss", 1.0 / (epoch + 1), iterations)
     (run,) = load_any(tmp_path / "logs").values()
     assert set(run) == {"loss", "accuracy", "val_loss", "val_accuracy"}
-    assert run["val_loss"][0] == f32(1.1)
+    assert run["val_loss"][0] == f32(1.1) and all(len(values) == 5 for values in run.values())
 
 
 def test_scalars_written_as_tensors_are_read(tmp_path: Path) -> None:
@@ -94,7 +100,8 @@ def test_tensorboard_logs_replay_through_the_command_line(tmp_path: Path, capsys
     out, err = capsys.readouterr()
     (row,) = json.loads(out)
     assert status == 0 and row["runs"] == 1 and math.isfinite(row["regret"]) and row["epochs_saved"] > 0
-    assert "regret is measured on val_loss" in err
+    assert "reading acc_val as val_accuracy" in err  # add_scalars("acc", {"train": ..., "val": ...})
+    assert "regret is measured on val_accuracy" in err
 
 
 def test_what_cannot_be_read_is_refused_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,10 +16,13 @@ Curves = Mapping[str, Mapping[str, Sequence[float | None]]]
 
 #: The name the library uses, and how frameworks spell it, in order of preference.
 SPELLINGS: dict[str, tuple[str, ...]] = {
-    "val_loss": ("eval_loss", "val/loss", "valid_loss", "validation_loss"),
-    "val_accuracy": ("eval_accuracy", "val_acc", "val/acc", "val/accuracy", "valid_accuracy", "eval_acc"),
-    "loss": ("train_loss_epoch", "train_loss", "train/loss"),
-}
+    "val_loss": ("eval_loss", "val/loss", "val_loss_epoch", "valid_loss", "validation_loss", "loss_val"),
+    "val_accuracy": (
+        "eval_accuracy", "val_acc", "val/acc", "val/accuracy", "val_acc_epoch", "val_accuracy_epoch",
+        "valid_accuracy", "eval_acc", "acc_val", "accuracy_val",
+    ),
+    "loss": ("train_loss_epoch", "train_loss", "train/loss", "loss_train"),
+}  # fmt: skip
 
 
 def recognise(metrics: Iterable[str], keep: Collection[str] = ()) -> dict[str, str]:

@@ -13,7 +13,13 @@ of its run:
   ``train/epoch_accuracy`` is ``accuracy``, the names its ``CSVLogger`` uses;
 * the epoch of a value is its ``step``, unless the run logs an ``epoch``
   scalar (Lightning does, against batch steps): then it is the epoch logged
-  at or before that step. Several values in one epoch: the last one counts.
+  at or before that step. Several values in one epoch: the last one counts;
+* in Keras's sub-folders only the ``epoch_*`` tags are read (its
+  ``batch_*`` and ``evaluation_*_vs_iterations`` tags count iterations);
+* a Hugging Face ``Trainer``'s logs (``report_to="tensorboard"``: ``train/*``
+  and ``eval/*`` tags, with ``train/epoch``) are read as its
+  ``trainer_state.json`` is: one epoch per evaluation, the Trainer's names
+  (``eval_loss``; `earlystop_core.formats.huggingface`).
 
 Scalars written as tensors (TensorFlow 2's ``tf.summary.scalar``) are read too.
 """
@@ -26,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from earlystop_core.errors import FormatError
+from earlystop_core.formats.huggingface import trainer_state_curve
 from earlystop_core.formats.steps import by_epoch
 
 __all__ = ["EVENTS", "is_event_file", "load_tensorboard"]
@@ -33,6 +40,7 @@ __all__ = ["EVENTS", "is_event_file", "load_tensorboard"]
 #: How TensorBoard event files are named.
 EVENTS = "events.out.tfevents."
 _KERAS = {"train": "", "validation": "val_"}  # Keras's sub-folders, and the prefix its CSVLogger gives them
+_TRAINER = {"train": "", "eval": "eval_"}  # a Hugging Face Trainer's tag groups, and its trainer_state.json's prefix
 
 
 def is_event_file(path: Path) -> bool:
@@ -63,11 +71,32 @@ def load_tensorboard(path: str | os.PathLike[str]) -> dict[str, dict[str, list[f
         for prefix, files in parts.items():
             for file in files:
                 for tag, points in _scalars(accumulator, file):
-                    series.setdefault(_metric(prefix, tag), []).extend(points)
+                    if prefix not in _KERAS or tag.startswith("epoch_"):
+                        series.setdefault(_metric(prefix, tag), []).extend(points)
         if not series:
             raise FormatError(root, None, None, f"run {run!r}: its event files hold no scalars")
-        curves[run] = by_epoch(root, run, series)
+        history = _trainer_history(series) if set(parts) == {""} else None
+        curves[run] = by_epoch(root, run, series) if history is None else trainer_state_curve(root, history)
     return curves
+
+
+def _trainer_history(series: dict[str, list[tuple[int, float]]]) -> dict[str, Any] | None:
+    """A Hugging Face Trainer's scalars as the ``trainer_state.json`` it keeps beside them (``train/loss`` is its
+    ``loss``, ``eval/loss`` its ``eval_loss``), or None for other logs. The summary it logs at the end
+    (``train/train_runtime``, ``train/train_loss`` over the run) is no epoch, and is left out."""
+    if "train/epoch" not in series or not any(tag.startswith("eval/") for tag in series):
+        return None
+    steps: dict[int, dict[str, dict[str, float]]] = {}
+    for tag, points in series.items():
+        group, _, name = tag.partition("/")
+        if group not in _TRAINER or name == "epoch" or (group == "train" and name.startswith(("train_", "total_"))):
+            continue
+        for step, value in points:
+            steps.setdefault(step, {}).setdefault(group, {})[_TRAINER[group] + name] = value
+    # At a step with both, the Trainer logs training first: an evaluation takes the training metrics before it.
+    history = [{**logged[group], "step": step} for step, logged in sorted(steps.items()) for group in _TRAINER
+               if group in logged]  # fmt: skip
+    return {"log_history": history}
 
 
 def _accumulator_class() -> Any:
