@@ -109,8 +109,9 @@ def finite_runs(grid: Grid, steps: Sequence[float], max_size: int) -> st.SearchS
     return on_a_grid | arbitrary | repeated
 
 
-def fit_tiny_lightning_model(logger: Any, max_epochs: int, **trainer_options: Any) -> None:
-    """A real ``Trainer.fit`` of a one-layer regression, logging ``train_loss`` (per epoch) and ``val_loss``."""
+def fit_tiny_lightning_model(logger: Any, max_epochs: int, val_on_step: bool = False, **trainer_options: Any) -> None:
+    """A real ``Trainer.fit`` of a one-layer regression, logging ``train_loss`` (per epoch) and ``val_loss`` (also
+    per validation step with ``val_on_step``: then ``val_loss_step`` and ``val_loss_epoch``)."""
     import warnings
 
     import pytorch_lightning as lightning
@@ -129,7 +130,7 @@ def fit_tiny_lightning_model(logger: Any, max_epochs: int, **trainer_options: An
 
         def validation_step(self, batch: Any, _: int) -> None:
             x, y = batch
-            self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
+            self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y), on_step=val_on_step, on_epoch=True)
 
         def configure_optimizers(self) -> Any:
             return torch.optim.SGD(self.parameters(), lr=0.02)

@@ -26,6 +26,8 @@ from earlystop_core.replay.bank import Bank
 from earlystop_core.replay.engine import evaluate
 from earlystop_core.replay.scalar import replay
 
+from helpers import fit_tiny_lightning_model
+
 NAN = math.nan
 
 
@@ -333,6 +335,26 @@ def test_a_real_keras_csvlogger_file(tmp_path: Path) -> None:
     logger.on_train_end()
     expected = {"accuracy": [0.5, 0.6], "loss": [0.9, 0.7], "val_accuracy": [None, 0.55], "val_loss": [None, 0.8]}
     same(load_any(path), {"training": expected})
+
+
+def test_a_real_lightning_run_logging_validation_steps_reads_its_epoch_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """self.log(..., on_step=True, on_epoch=True) in validation_step: Lightning writes each step's own row with no
+    epoch (val_loss_step); those rows are skipped, val_loss_epoch read (as val_loss), and the run replays."""
+    pytest.importorskip("pytorch_lightning")
+    from pytorch_lightning.loggers import CSVLogger
+
+    from earlystop_core.cli import main
+
+    fit_tiny_lightning_model(CSVLogger(str(tmp_path), name="tiny"), max_epochs=6, val_on_step=True)
+    (path,) = tmp_path.rglob("metrics.csv")
+    assert any(line.startswith(",") for line in path.read_text().splitlines())  # a step's row: no epoch
+    (curve,) = load_any(path).values()
+    assert "val_loss_step" not in curve and len(curve["val_loss_epoch"]) == 6
+    assert all(value is not None and math.isfinite(value) for value in curve["val_loss_epoch"])
+    assert main(["replay", str(path), "--strategy", "patience=2", "--json"]) == 0
+    assert "reading val_loss_epoch as val_loss" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -287,7 +287,9 @@ def load_lightning_csv(path: str | os.PathLike[str], run: str | None = None) -> 
     rows of an epoch are merged, each metric taking its last non-empty value
     in that epoch; a metric not logged in an epoch (validation every N
     epochs, say) is None there: not logged. The ``step`` column is dropped. The run has
-    ``max(epoch) + 1`` epochs.
+    ``max(epoch) + 1`` epochs. A validation or test step's own log
+    (``self.log(..., on_step=True)`` in ``validation_step``) has no epoch: it
+    is skipped, and so is a ``*_step`` column logged only there.
 
     Examples:
         >>> import pathlib, tempfile
@@ -314,7 +316,11 @@ def _lightning(path: Path, text: str) -> Curve:
         line = reader.line_num
         _check_width(path, line, row, len(header))
         if row[epoch_column].strip() in MISSING:
-            raise FormatError(path, line, epoch_column + 1, "the epoch is empty: every row needs its epoch")
+            if all(name.endswith("_step") or row[column].strip() in MISSING for column, name in metrics):
+                continue  # a validation or test step's own log (on_step=True): Lightning gives it no epoch
+            raise FormatError(
+                path, line, epoch_column + 1, "the epoch is empty: every row but a step's own log (*_step) needs one"
+            )
         epoch = _parse_epoch(path, line, epoch_column + 1, row[epoch_column])
         _parse_number(path, line, step_column + 1, row[step_column])
         logged = merged.setdefault(epoch, {})
@@ -324,7 +330,8 @@ def _lightning(path: Path, text: str) -> Curve:
                 logged[name] = number
     # Each row holds a value in every column, the empty ones too (Lightning writes them all).
     _check_span(path, merged, len(metrics), rows * len(header), partial(_csv_line, text, epoch_column))
-    return _by_epoch(merged, [name for _, name in metrics])
+    logged = {name for values in merged.values() for name in values}  # a *_step column of skipped rows only: none
+    return _by_epoch(merged, [name for _, name in metrics if name in logged or not name.endswith("_step")])
 
 
 def load_jsonl(path: str | os.PathLike[str], run: str | None = None) -> Curves:
