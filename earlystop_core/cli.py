@@ -37,6 +37,8 @@ PRESETS = {
 SAMPLE = "sample"
 #: The error for logs without a single run (a CSV header and no rows, a sweep whose trials reported nothing).
 _EMPTY = "{path}: no run with a logged epoch in it: nothing to replay (is training still at its first epoch?)"
+#: What ``plot --strategy auto`` draws where the recommended policy cannot replay the run.
+PLOT_FALLBACK = "patience=10"
 #: Skipped runs whose reason a replay says (each is replayed again alone to find it).
 SKIPS_EXPLAINED = 3
 #: The accuracy metric a learned policy reads, and ``keep_best_by`` uses when every run logs it.
@@ -143,7 +145,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     _bank_arguments(plot)
     plot.add_argument("--run", dest="run_id", help="the run to draw (needed when the file holds several)")
-    plot.add_argument("--strategy", default="recommended", metavar="SPEC", help="the strategy whose epochs to mark")
+    plot.add_argument(
+        "--strategy",
+        default="auto",
+        metavar="SPEC",
+        help=f"the strategy whose epochs to mark; 'auto': recommended where the run logs what it reads, else "
+        f"{PLOT_FALLBACK}",
+    )
     plot.add_argument("-o", "--output", required=True, help="PNG file to write")
     plot.set_defaults(run=_plot)
 
@@ -679,15 +687,24 @@ def _plot(args: argparse.Namespace) -> int:
     curve = curves[args.run_id]
     _check_monitor(args, list(curve))
     _resolve_target(args, list(curve))
-    strategy = _strategy(args.strategy, args, logged=args.monitor in curve)
-    result = replay_run(
-        curve,
-        lambda: Monitor(**strategy),
-        args.target,
-        args.target_mode,
-        reference=args.monitor,
-        reference_mode=args.mode,
-    )
+
+    def replayed(spec: str) -> tuple[dict[str, Any], Any]:
+        strategy = _strategy(spec, args, logged=args.monitor in curve)
+        options = {"reference": args.monitor, "reference_mode": args.mode}
+        return strategy, replay_run(curve, lambda: Monitor(**strategy), args.target, args.target_mode, **options)
+
+    if args.strategy == "auto":
+        try:
+            args.strategy = "recommended"
+            strategy, result = replayed(args.strategy)
+        except (KeyError, ValueError) as error:
+            reason = error.args[0] if isinstance(error, KeyError) and error.args else error
+            print(f"earlystop: recommended does not apply to this run ({reason}); drawing {PLOT_FALLBACK} "
+                  "(--strategy to choose)", file=sys.stderr)  # fmt: skip
+            args.strategy = PLOT_FALLBACK
+            strategy, result = replayed(args.strategy)
+    else:
+        strategy, result = replayed(args.strategy)
     figure = draw_run(curve, result, Monitor(**strategy).config, f"run {args.run_id}: {args.strategy}")
     figure.savefig(args.output, dpi=120)
     print(f"run {args.run_id}: stop {result.stop}, kept {result.kept}, regret {result.regret:.4f}; wrote {args.output}")
@@ -698,17 +715,15 @@ def draw_run(curve: Mapping[str, Sequence[float | None]], result: Any, config: A
     """One run drawn as replayed: the monitored metric (and its training twin), the metric the weights were
     kept by on a second axis when it is another, and the kept and stop epochs marked as decided.
 
-    Losses spanning more than a decade are drawn on a log scale; epochs without a value are gaps.
+    Losses spanning more than a decade are drawn on a log scale; a metric logged every few epochs is drawn
+    through the epochs it was logged at, each marked.
     """
     pyplot = _pyplot()
     figure, axes = pyplot.subplots(figsize=(8, 4.8))
     monitor = config.monitor if isinstance(config.monitor, str) else config.name
-    sparse = False
     for name in dict.fromkeys((monitor, monitor.removeprefix("val_"))):
         if name in curve:
-            values = [math.nan if value is None else value for value in curve[name]]
-            sparse = sparse or any(value is None for value in curve[name])
-            axes.plot(values, label=name, marker="." if sparse else None)
+            axes.plot(*_logged_points(curve[name]), label=name, marker="." if None in curve[name] else None)
     logged = [v for v in curve.get(monitor, ()) if v is not None and math.isfinite(v)]
     if config.mode == "min" and logged and min(logged) > 0 and max(logged) / min(logged) > 10:
         axes.set_yscale("log")
@@ -718,7 +733,8 @@ def draw_run(curve: Mapping[str, Sequence[float | None]], result: Any, config: A
     handles, labels = [], []
     if kept_by is not None and kept_by in curve:
         other = axes.twinx()
-        other.plot([math.nan if v is None else v for v in curve[kept_by]], color="C4", label=kept_by, alpha=0.8)
+        marker = "." if None in curve[kept_by] else None
+        other.plot(*_logged_points(curve[kept_by]), color="C4", label=kept_by, alpha=0.8, marker=marker)
         other.set_ylabel(kept_by)
         handles, labels = other.get_legend_handles_labels()
     which = kept_by if kept_by is not None else monitor
@@ -732,6 +748,18 @@ def draw_run(curve: Mapping[str, Sequence[float | None]], result: Any, config: A
     axes.legend(own_handles + handles, own_labels + labels)
     figure.tight_layout()
     return figure
+
+
+def _logged_points(values: Sequence[float | None]) -> tuple[list[int], list[float]]:
+    """The epochs a metric was logged at, and its values there: validation every few epochs is drawn as a line
+    through its checks (with None as gaps, every other epoch would leave no two points to join).
+
+    Examples:
+        >>> _logged_points([None, 0.9, None, 0.7])
+        ([1, 3], [0.9, 0.7])
+    """
+    logged = [(epoch, value) for epoch, value in enumerate(values) if value is not None]
+    return [epoch for epoch, _ in logged], [value for _, value in logged]
 
 
 def _pyplot() -> Any:

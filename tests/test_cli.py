@@ -299,6 +299,23 @@ def test_a_drawn_run_shows_what_was_decided() -> None:
     assert marks == {f"kept: epoch {result.kept} (best val_accuracy until the stop)": result.kept,
                      f"stopped: epoch {result.stop}": result.stop}  # fmt: skip
     assert result.kept == 4 and result.stop == 6  # epoch 5 was not validated: no patience counted there
+    (accuracy,) = other.lines  # drawn through the epochs it was logged at, marked: never a line of gaps
+    assert list(accuracy.get_xdata()) == [0, 1, 2, 3, 4, 6, 7] and accuracy.get_marker() == "."
+
+
+def test_a_run_validated_every_other_epoch_is_drawn_through_its_checks() -> None:
+    pytest.importorskip("matplotlib")
+    from earlystop_core import Monitor
+    from earlystop_core.cli import draw_run
+    from earlystop_core.replay.scalar import replay_run
+
+    every2 = [None if epoch % 2 == 0 else 1 / (1 + epoch) + 0.02 * epoch for epoch in range(20)]
+    curve = {"val_loss": every2, "val_accuracy": [None if v is None else 1 - v / 2 for v in every2]}
+    options = {"patience": 3, "keep_best_by": "val_accuracy", "on_missing": "skip", "restore_best_weights": True}
+    result = replay_run(curve, lambda: Monitor(**options), "val_accuracy", "max", reference="val_loss")
+    axes, other = draw_run(curve, result, Monitor(**options).config, "run").axes
+    for line in (*[line for line in axes.lines if line.get_label() == "val_loss"], *other.lines):
+        assert list(line.get_xdata()) == list(range(1, 20, 2)) and line.get_marker() == "."
 
 
 @pytest.mark.slow
@@ -423,3 +440,21 @@ def test_tune_judges_every_candidate_on_the_same_runs(tmp_path: Path, capsys: py
     front = json.loads(out)["front"]
     assert front and all(row["runs"] == 3 for row in front)
     assert not any("keep_best_by" in row["strategy"] or row["strategy"] == "recommended" for row in front)
+
+
+def test_plot_draws_the_recommended_policy_where_it_applies_else_a_patience_rule_with_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "log.jsonl"
+    path.write_text(
+        "".join(f'{{"epoch": {t}, "loss": 0.5, "val_loss": {1 / (1 + t) + 0.02 * t}}}\n' for t in range(30))
+    )
+    status, out, err = run(capsys, "plot", str(path), "-o", str(tmp_path / "a.png"))
+    assert status == 0 and (tmp_path / "a.png").stat().st_size > 0, err
+    assert "recommended does not apply to this run (metric 'val_accuracy' is not in the logs" in err
+    assert "drawing patience=10 (--strategy to choose)" in err
+    status, _, err = run(capsys, "plot", str(path), "--strategy", "recommended", "-o", str(tmp_path / "b.png"))
+    assert status == 2 and "val_accuracy" in err  # named by the user: an error, not a substitute
+    status, _, err = run(capsys, "plot", "-o", str(tmp_path / "c.png"), "--run", "0")
+    assert status == 0 and "does not apply" not in err  # the sample logs what the policy reads

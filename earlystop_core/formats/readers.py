@@ -330,8 +330,8 @@ def _lightning(path: Path, text: str) -> Curve:
                 logged[name] = number
     # Each row holds a value in every column, the empty ones too (Lightning writes them all).
     _check_span(path, merged, len(metrics), rows * len(header), partial(_csv_line, text, epoch_column))
-    logged = {name for values in merged.values() for name in values}  # a *_step column of skipped rows only: none
-    return _by_epoch(merged, [name for _, name in metrics if name in logged or not name.endswith("_step")])
+    seen = {name for values in merged.values() for name in values}  # a *_step column of skipped rows only: none
+    return _by_epoch(merged, [name for _, name in metrics if name in seen or not name.endswith("_step")])
 
 
 def load_jsonl(path: str | os.PathLike[str], run: str | None = None) -> Curves:
