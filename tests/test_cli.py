@@ -450,7 +450,7 @@ def test_plot_draws_the_recommended_policy_where_it_applies_else_a_patience_rule
     path.write_text(
         "".join(f'{{"epoch": {t}, "loss": 0.5, "val_loss": {1 / (1 + t) + 0.02 * t}}}\n' for t in range(30))
     )
-    status, out, err = run(capsys, "plot", str(path), "-o", str(tmp_path / "a.png"))
+    status, _, err = run(capsys, "plot", str(path), "-o", str(tmp_path / "a.png"))
     assert status == 0 and (tmp_path / "a.png").stat().st_size > 0, err
     assert "recommended does not apply to this run (metric 'val_accuracy' is not in the logs" in err
     assert "drawing patience=10 (--strategy to choose)" in err
@@ -458,3 +458,27 @@ def test_plot_draws_the_recommended_policy_where_it_applies_else_a_patience_rule
     assert status == 2 and "val_accuracy" in err  # named by the user: an error, not a substitute
     status, _, err = run(capsys, "plot", "-o", str(tmp_path / "c.png"), "--run", "0")
     assert status == 0 and "does not apply" not in err  # the sample logs what the policy reads
+
+
+@pytest.mark.parametrize(("separator", "name"), [(";", "training.csv"), ("\t", "training.tsv")])
+def test_a_keras_csvlogger_with_another_separator_replays(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], separator: str, name: str
+) -> None:
+    keras = pytest.importorskip("keras")
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 4)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    log = tmp_path / "logs" / name
+    log.parent.mkdir()
+    logger = keras.callbacks.CSVLogger(str(log), separator=separator)
+    model.fit(x, y, validation_split=0.25, epochs=8, verbose=0, callbacks=[logger])
+    assert log.read_text().startswith(f"epoch{separator}")
+    for path in (log, log.parent):  # the file, or its folder
+        status, out, err = run(capsys, "replay", str(path), "--strategy", "patience=2", "--json")
+        (row,) = json.loads(out)
+        assert status == 0 and row["runs"] == 1 and math.isfinite(row["regret"]), err

@@ -79,7 +79,7 @@ Curves = dict[str, Curve]
 FORMATS = ("auto", "long", "keras", "lightning", "jsonl", "huggingface", "tensorboard", "mlflow", "optuna", "ray")
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "infinity": math.inf}
 _NON_FINITE.update({"+infinity": math.inf, "-infinity": -math.inf})
-_CURVE_SUFFIXES = (".csv", ".log", ".jsonl", ".ndjson")  # looked for in a directory (also gzipped)
+_CURVE_SUFFIXES = (".csv", ".tsv", ".log", ".jsonl", ".ndjson")  # looked for in a directory (also gzipped)
 _LIGHTNING_FILE = "metrics.csv"
 #: Epochs past this are refused outright: a run is as long as its last epoch, and a typo should not allocate gigabytes.
 MAX_EPOCH = 10_000_000
@@ -140,8 +140,10 @@ def _detect(path: Path, text: str) -> str:
             pass
     if first.lstrip().startswith("{"):
         return "jsonl"
-    header = next(csv.reader([first]))
+    header = next(csv.reader([first], delimiter=_delimiter(text)))
     if header[:2] == ["run", "epoch"]:
+        if _delimiter(text) != ",":
+            raise FormatError(path, 1, None, "a long CSV (run,epoch,<metrics...>) is comma-separated")
         return "long"
     if "epoch" in header and "step" in header:
         return "lightning"
@@ -398,7 +400,7 @@ def _jsonl(path: Path, text: str, default_run: str) -> Curves:
 def load_directory(path: str | os.PathLike[str]) -> Curves:
     """Read every curve file under a directory (recursively), one run per file.
 
-    Files ending in ``.csv``, ``.log``, ``.jsonl`` or ``.ndjson`` (or those
+    Files ending in ``.csv``, ``.tsv``, ``.log``, ``.jsonl`` or ``.ndjson`` (or those
     gzipped) and Hugging Face ``trainer_state.json`` files are read, each in
     the format its content shows (a folder of TensorBoard event files and
     nothing else is read as TensorBoard logs); hidden files and folders are
@@ -452,7 +454,7 @@ def load_directory(path: str | os.PathLike[str]) -> Curves:
     for file in files:
         text = _read_text(file)
         name = file.name.removesuffix(".gz")
-        if name.endswith((".csv", ".log")) and "epoch" not in _first_row(text):
+        if name.endswith((".csv", ".tsv", ".log")) and "epoch" not in _first_row(text):
             continue  # not a curve file: metadata (runs.csv), some other log
         folder = file.relative_to(root).parent
         if name == TRAINER_STATE:  # a Trainer's output folder: checkpoint-N/trainer_state.json
@@ -623,8 +625,22 @@ def _gunzip(path: Path, data: bytes) -> bytes:
 
 def _csv(path: Path, text: str) -> tuple[Any, list[str]]:
     """A CSV reader over ``text``, past the header, and the header (see `_header`)."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     return reader, _header(path, reader)
+
+
+def _delimiter(text: str) -> str:
+    """What separates the cells: a comma, unless the header splits on a semicolon or a tab into an ``epoch`` column
+    (Keras's ``CSVLogger(separator=";")``).
+
+    Examples:
+        >>> _delimiter("epoch;loss;val_loss\\n0;0.5;0.6\\n"), _delimiter("epoch,loss\\n"), _delimiter("a;b\\n")
+        (';', ',', ',')
+    """
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if "epoch" in next(csv.reader([first]), []):
+        return ","
+    return next((other for other in (";", "\t") if "epoch" in next(csv.reader([first], delimiter=other), [])), ",")
 
 
 def _header(path: Path, reader: Any) -> list[str]:
@@ -647,7 +663,7 @@ def _header(path: Path, reader: Any) -> list[str]:
 def _first_row(text: str) -> list[str]:
     """The cells of the first non-blank line (the header of a CSV)."""
     first = next((line for line in text.splitlines() if line.strip()), "")
-    return next(csv.reader([first]), [])
+    return next(csv.reader([first], delimiter=_delimiter(text)), [])
 
 
 def _rows(path: Path, reader: Any) -> Iterator[list[str]]:
