@@ -458,9 +458,20 @@ def _table(rows: list[dict[str, Any]], target: str, bank: Any) -> str:
     for row in rows:
         lines.append(
             f"{row['strategy']:<{width}}  {row['runs']:>5}  {row['epochs']:>7.1f}  {row['epochs_saved']:>6.1%}  "
-            f"{row['target']:>12.4f}  {row['regret']:>8.4f}  {row['gain']:>8.4f}"
+            f"{_fixed(row['target']):>12}  {_fixed(row['regret']):>8}  {_fixed(row['gain']):>8}"
         )
     return "\n".join(lines)
+
+
+def _fixed(value: float) -> str:
+    """Four decimals, without the sign of a value that rounds to zero.
+
+    Examples:
+        >>> _fixed(-0.00001), _fixed(-0.25), _fixed(float("nan"))
+        ('0.0000', '-0.2500', 'nan')
+    """
+    text = f"{value:.4f}"
+    return text.removeprefix("-") if text == "-0.0000" else text
 
 
 def _bank(args: argparse.Namespace) -> Any:
