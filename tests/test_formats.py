@@ -91,13 +91,40 @@ def test_a_keras_csv_is_one_run_named_after_its_file(tmp_path: Path) -> None:
     same(load_any(gz), {"run3": {"loss": [0.001, math.inf]}})
 
 
+def test_a_keras_training_resumed_from_an_earlier_epoch_into_the_same_log_reads_as_its_weights_went_on(
+    tmp_path: Path,
+) -> None:
+    """CSVLogger(append=True), training resumed from the checkpoint of epoch 4 after running to epoch 9: epochs 5
+    to 9 are logged twice; the later rows are what the weights went on from, said in a warning."""
+    keras = pytest.importorskip("keras")
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.02), loss="mse")
+    log = tmp_path / "training.log"
+    first = model.fit(x, y, validation_split=0.25, epochs=10, verbose=0,
+                      callbacks=[keras.callbacks.CSVLogger(str(log), append=True)])  # fmt: skip
+    second = model.fit(x, y, validation_split=0.25, initial_epoch=5, epochs=12, verbose=0,
+                       callbacks=[keras.callbacks.CSVLogger(str(log), append=True)])  # fmt: skip
+    with pytest.warns(UserWarning, match=r"the epochs go back \(epoch 5 at line 12\): read as a training resumed"):
+        (curve,) = load_any(log).values()
+    expected = first.history["val_loss"][:5] + second.history["val_loss"]
+    assert curve["val_loss"] == pytest.approx(expected, rel=1e-6) and len(curve["loss"]) == 12
+    log.write_text(log.read_text() + "12,0.1,0.2,0.3\n")  # another training appended with another metric
+    with pytest.raises(FormatError, match=r"expected 3 columns, got 4 \(another training appended with other"):
+        load_any(log)
+
+
 @pytest.mark.parametrize(
     ("text", "where", "problem"),
     [
         ("epoch,loss\n0,0.5\n1,abc\n", ":3:2: ", "expected a number, got 'abc'"),
         ("epoch,loss\n0,0.5\n2,0.4\n", ":3:1: ", "expected epoch 1"),
         ("epoch,loss\n1,0.5\n", ":2:1: ", "expected epoch 0"),
-        ("epoch,loss\n0,0.5\n0,0.4\n", ":3:1: ", "expected epoch 1"),
         ("epoch,loss,acc\n0,0.5\n", ":2:3: ", "expected 3 columns, got 2"),
         ("epoch,loss\n0,0.5,0.6\n", ":2:3: ", "expected 2 columns, got 3"),
         ("epoch,loss,loss\n0,0.5,0.6\n", ":1:3: ", "column 'loss' again"),

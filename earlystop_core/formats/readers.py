@@ -251,7 +251,10 @@ def load_keras_csv(path: str | os.PathLike[str], run: str | None = None) -> Curv
     """Read a Keras ``CSVLogger`` file (``epoch,<metrics...>``): one run, by default named after the file.
 
     Epochs must be 0, 1, 2, ... in order; an empty cell or ``NA`` (Keras's
-    absent value) is None, not logged that epoch; ``nan`` is NaN.
+    absent value) is None, not logged that epoch; ``nan`` is NaN. Epochs that
+    go back (``CSVLogger(append=True)`` after resuming from an earlier
+    checkpoint) are a resumed training: its rows replace those logged before
+    from that epoch on, with a warning.
 
     Examples:
         >>> import pathlib, tempfile
@@ -269,15 +272,31 @@ def _keras(path: Path, text: str) -> Curve:
         raise FormatError(path, reader.line_num, 1, f"expected a header 'epoch,<metric>,...', got {','.join(header)!r}")
     curve: Curve = {name: [] for name in header[1:]}
     series = list(curve.values())
+    resumed = []  # (line, epoch): where a training resumed from an earlier epoch
     for row in _rows(path, reader):
         line = reader.line_num
-        _check_width(path, line, row, len(header))
+        if len(row) != len(header):
+            appended = " (another training appended with other metrics? give each training its own file)"
+            _check_width(path, line, row[: len(header)], len(header))  # too few: said as always
+            raise FormatError(path, line, len(header) + 1, f"expected {len(header)} columns, got {len(row)}{appended}")
         epoch = _parse_epoch(path, line, 1, row[0])
         expected = len(series[0])
-        if epoch != expected:
+        if epoch < expected:  # CSVLogger(append=True) after a resume from an earlier checkpoint: the later rows hold
+            resumed.append((line, epoch))  # what the weights went on from
+            for values in series:
+                del values[epoch:]
+        elif epoch > expected:
             raise FormatError(path, line, 1, f"expected epoch {expected} (epochs must be 0, 1, 2, ...), got {epoch}")
         for column, (values, cell) in enumerate(zip(series, row[1:], strict=True), start=2):
             values.append(_parse_number(path, line, column, cell))
+    if resumed:
+        where = ", ".join(f"epoch {epoch} at line {line}" for line, epoch in resumed[:3])
+        warnings.warn(
+            f"{path}: the epochs go back ({where}{', ...' if len(resumed) > 3 else ''}): read as a training resumed "
+            "from an earlier epoch into the same file (CSVLogger(append=True)), its later rows replacing the earlier "
+            "ones; a new training belongs in a file of its own",
+            stacklevel=4,
+        )
     return curve
 
 
