@@ -88,6 +88,7 @@ def test_the_sample_reads_the_same_both_ways() -> None:
         ("run,epoch,val_loss\na,0,1.0\na,1,abc\n", ":3:3: expected a number, got 'abc'"),
         ("run,epoch,val_loss\na,0,1.0\na,2,0.5\n", "run 'a' jumps to epoch 2, expected epoch 1"),
         ("run,epoch,val_loss\na,1,1.0\n", "run 'a' jumps to epoch 1, expected epoch 0"),
+        ("run,epoch,val_loss\na,0,1.0\na,1,0.9\na,1,0.8\n", ":4:2: run 'a' logs epoch 1 again: each run's epochs"),
         ("run,epoch,val_loss\na,0,1.0,2.0\n", "expected 3 columns, got 4"),
     ],
 )

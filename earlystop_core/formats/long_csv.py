@@ -60,6 +60,14 @@ def _read(path: Path) -> dict[str, Curve]:
             run, epoch = row[0], _parse_epoch(path, line, row[1])
             curve = runs.setdefault(run, {name: [] for name in metrics})
             expected = len(curve[metrics[0]])
+            if epoch < expected:
+                raise FormatError(
+                    path,
+                    line,
+                    2,
+                    f"run {run!r} logs epoch {epoch} again: each run's epochs are 0, 1, 2, ... once each "
+                    "(two runs under one id? give each its own)",
+                )
             if epoch != expected:
                 raise FormatError(path, line, 2, f"run {run!r} jumps to epoch {epoch}, expected epoch {expected}")
             for column, (name, cell) in enumerate(zip(metrics, row[2:], strict=True), start=3):
