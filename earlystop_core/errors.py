@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from collections.abc import Iterable
+
+from earlystop_core.modes import held_out
 
 _SKIP = "Pass on_missing='skip' if it is logged only on some epochs."
 
@@ -52,7 +53,7 @@ def closest(name: str, available: Iterable[str]) -> str | None:
         ('val_loss', None)
     """
     names = list(available)
-    pool = [other for other in names if _held_out(other) == _held_out(name)] or names
+    pool = [other for other in names if held_out(other) == held_out(name)] or names
     holding = [other for other in pool if name in other or other in name]
 
     def ratio(other: str) -> float:
@@ -60,12 +61,6 @@ def closest(name: str, available: Iterable[str]) -> str | None:
 
     close = holding or [other for other in pool if ratio(other) >= 0.6]  # difflib's own cutoff
     return max(close, key=ratio) if close else None  # the first logged among equals
-
-
-def _held_out(name: str) -> bool:
-    """Whether a metric's name says it is measured on data held out from training (validation or test)."""
-    words = set(re.split(r"[_/.\- ]+", name.lower()))
-    return bool(words & {"val", "valid", "validation", "eval", "test"})
 
 
 def missing_keep_metric(name: str, available: Iterable[object], monitored: str) -> MissingMetricError:

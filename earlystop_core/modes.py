@@ -148,3 +148,13 @@ def resolve_mode(mode: object, monitor: str) -> Mode:
     if mode == "auto":
         return infer_mode(monitor)
     raise ValueError(f"mode must be one of 'auto', 'min', 'max', got {mode!r}")
+
+
+def held_out(name: str) -> bool:
+    """Whether a metric's name says it is measured on data held out from training (validation or test).
+
+    Examples:
+        >>> held_out("val_loss"), held_out("eval/accuracy"), held_out("loss_val"), held_out("train_loss")
+        (True, True, True, False)
+    """
+    return bool(set(re.split(r"[_/.\- ]+", name.lower())) & {"val", "valid", "validation", "eval", "test"})

@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from earlystop_core import Decision, MissingMetricError, Monitor, StateError, StopReason
-from earlystop_core.errors import _held_out
+from earlystop_core.modes import held_out
 from earlystop_core.testing import metric_sequences, monitor_configs
 
 from helpers import assert_same_decisions, same, strict_json
@@ -456,7 +456,7 @@ def test_missing_metric_is_a_key_error_listing_keys_and_the_closest(logged: dict
         assert repr(key) in message
     suggested = [key for key in logged if f"Did you mean {key!r}?" in message]
     assert len(suggested) == ("Did you mean" in message)  # one suggestion at most, always a logged key
-    pool = [key for key in logged if _held_out(key) == _held_out(KEY)] or list(logged)  # the same side first
+    pool = [key for key in logged if held_out(key) == held_out(KEY)] or list(logged)  # the same side first
     near = [key for key in pool if KEY in key or key in KEY] or difflib.get_close_matches(KEY, pool, n=1)
     assert bool(suggested) == bool(near)  # offered exactly when some logged key is near
 
