@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -382,6 +383,22 @@ def test_a_real_lightning_run_logging_validation_steps_reads_its_epoch_values(
     assert all(value is not None and math.isfinite(value) for value in curve["val_loss_epoch"])
     assert main(["replay", str(path), "--strategy", "patience=2", "--json"]) == 0
     assert "reading val_loss_epoch as val_loss" in capsys.readouterr().err
+
+
+def test_a_real_lightning_run_validated_twice_an_epoch_reads_the_last_check_with_a_warning(tmp_path: Path) -> None:
+    pytest.importorskip("pytorch_lightning")
+    from pytorch_lightning.loggers import CSVLogger
+
+    fit_tiny_lightning_model(CSVLogger(str(tmp_path), name="tiny"), max_epochs=3, val_check_interval=0.5)
+    (path,) = tmp_path.rglob("metrics.csv")
+    with pytest.warns(UserWarning, match=r"'val_loss' validated several times within an epoch \(val_check_interval"):
+        (curve,) = load_any(path).values()
+    assert len(curve["val_loss"]) == 3
+    fit_tiny_lightning_model(CSVLogger(str(tmp_path), name="once"), max_epochs=3)
+    (once,) = (tmp_path / "once").rglob("metrics.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # validated once an epoch: nothing to say
+        load_any(once)
 
 
 @pytest.mark.slow

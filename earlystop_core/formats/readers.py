@@ -59,6 +59,7 @@ from earlystop_core.formats.mlflow import is_mlflow_store, load_mlflow
 from earlystop_core.formats.optuna import is_optuna_storage, load_optuna
 from earlystop_core.formats.ray import is_ray_results, load_ray
 from earlystop_core.formats.tensorboard import EVENTS, is_event_file, load_tensorboard
+from earlystop_core.modes import held_out
 
 __all__ = [
     "FORMATS",
@@ -332,6 +333,7 @@ def _lightning(path: Path, text: str) -> Curve:
     epoch_column, step_column = header.index("epoch"), header.index("step")
     metrics = [(column, name) for column, name in enumerate(header) if column not in (epoch_column, step_column)]
     merged: dict[int, dict[str, float]] = {}
+    checks: dict[tuple[int, str], set[str]] = {}  # the steps each held-out metric was logged at, per epoch
     rows = 0
     for rows, row in enumerate(_rows(path, reader), start=1):  # noqa: B007 - rows counts them, for after the loop
         line = reader.line_num
@@ -349,8 +351,17 @@ def _lightning(path: Path, text: str) -> Curve:
             number = _parse_number(path, line, column + 1, row[column])
             if number is not None:
                 logged[name] = number
+                if held_out(name) and not name.endswith("_step"):
+                    checks.setdefault((epoch, name), set()).add(row[step_column].strip())
     # Each row holds a value in every column, the empty ones too (Lightning writes them all).
     _check_span(path, merged, len(metrics), rows * len(header), partial(_csv_line, text, epoch_column))
+    several = sorted({name for (_, name), steps in checks.items() if len(steps) > 1})
+    if several:
+        warnings.warn(
+            f"{path}: {', '.join(map(repr, several))} validated several times within an epoch (val_check_interval "
+            "below 1): the last check of each epoch is read, and patience counts epochs, not checks",
+            stacklevel=4,
+        )
     seen = {name for values in merged.values() for name in values}  # a *_step column of skipped rows only: none
     return _by_epoch(merged, [name for _, name in metrics if name in seen or not name.endswith("_step")])
 
