@@ -85,6 +85,9 @@ def test_each_trial_stops_where_a_monitor_replay_stops(local_ray: Any, tmp_path:
         ran = result.metrics["training_iteration"]
         assert trial == {"val_loss": curve(result.config["curve"])[:ran], "acc": [accuracy(k) for k in range(ran)]}
     assert main(["replay", results.experiment_path, "--strategy", "patience=3", "--json"]) == 0
+    # Tune's storage folder (~/ray_results) holds experiment folders: each trial named <experiment>/<trial>
+    experiment = Path(results.experiment_path)
+    assert load_any(experiment.parent) == {f"{experiment.name}/{name}": c for name, c in curves.items()}
     # progress.csv, read where there is no result.json, has the columns of the first result only.
     for results_json in Path(results.experiment_path).glob("*/result.json"):
         results_json.unlink()

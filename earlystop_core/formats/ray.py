@@ -2,10 +2,12 @@
 
 A trial folder holds ``params.json`` (its configuration) and the results Tune
 logged: ``result.json`` (one JSON object per line) and ``progress.csv``; an
-experiment folder holds trial folders. Each trial is a run, named by its
-folder; its epochs are its reports (``training_iteration`` 1, 2, 3, ...), its
-metrics every numeric value but Tune's own bookkeeping (times, ids, host) and
-the configuration. ``result.json`` is read when there is one: Tune's CSV keeps
+experiment folder holds trial folders, and Tune's storage folder
+(``~/ray_results``) experiment folders. Each trial is a run, named by its
+folder (``<experiment>/<trial>`` when the storage folder is read); its
+epochs are its reports (``training_iteration`` 1, 2, 3, ...), its metrics
+every numeric value but Tune's own bookkeeping (times, ids, host) and the
+configuration. ``result.json`` is read when there is one: Tune's CSV keeps
 only the columns of a trial's first result, so a metric first reported later
 (a validation every other epoch, say) is missing from ``progress.csv``.
 
@@ -48,7 +50,8 @@ def _is_trial(path: Path) -> bool:
 
 
 def is_ray_results(path: Path) -> bool:
-    """Whether ``path`` is a Ray Tune trial folder, or an experiment folder of them.
+    """Whether ``path`` is a Ray Tune trial folder, an experiment folder of them, or Tune's storage folder of those
+    (``~/ray_results``).
 
     Examples:
         >>> import tempfile
@@ -61,7 +64,15 @@ def is_ray_results(path: Path) -> bool:
     """
     if not path.is_dir():
         return False
-    return _is_trial(path) or any(child.is_dir() and _is_trial(child) for child in path.iterdir())
+    return _is_trial(path) or _is_experiment(path) or any(_is_experiment(child) for child in _folders(path))
+
+
+def _is_experiment(path: Path) -> bool:
+    return any(_is_trial(child) for child in _folders(path))
+
+
+def _folders(path: Path) -> list[Path]:
+    return sorted(child for child in path.iterdir() if child.is_dir() and not child.name.startswith("."))
 
 
 def load_ray(path: str | os.PathLike[str]) -> dict[str, dict[str, list[float | None]]]:
@@ -85,10 +96,13 @@ def load_ray(path: str | os.PathLike[str]) -> dict[str, dict[str, list[float | N
         {'loss': [0.9, 0.8, 0.6], 'val_loss': [None, 1.0, None]}
     """
     root = Path(path)
-    trials = (
-        [root] if _is_trial(root) else sorted(child for child in root.iterdir() if child.is_dir() and _is_trial(child))
-    )
-    return {trial.name: _trial(trial) for trial in trials}
+    if _is_trial(root):
+        return {root.name: _trial(root)}
+    if _is_experiment(root):
+        return {trial.name: _trial(trial) for trial in _folders(root) if _is_trial(trial)}
+    # Tune's storage folder (~/ray_results): each experiment's trials, named <experiment>/<trial>
+    return {f"{experiment.name}/{trial.name}": _trial(trial) for experiment in _folders(root)
+            for trial in _folders(experiment) if _is_trial(trial)}  # fmt: skip
 
 
 def _trial(folder: Path) -> dict[str, list[float | None]]:
