@@ -481,8 +481,24 @@ def _bank(args: argparse.Namespace) -> Any:
     bank = Bank.load(sample_curves_path() if args.path in (None, SAMPLE) else args.path)
     if not len(bank):
         raise ValueError(_EMPTY.format(path=args.path))
-    mapping = _names(args, bank.metrics)
-    return bank.renamed(mapping) if mapping else bank
+    # The runs grouped by the metrics they log (one group for a long CSV): each group's names recognised once.
+    import numpy as np
+
+    metrics = bank.metrics
+    groups, which = np.unique(np.stack([bank.present[name] for name in metrics]), axis=1, return_inverse=True)
+    logged = [[name for name, flag in zip(metrics, column, strict=True) if flag] for column in groups.T.tolist()]
+    mappings = _names(args, logged)
+    if len({tuple(mapping.items()) for mapping in mappings}) <= 1:
+        return bank.renamed(mappings[0]) if mappings[0] else bank
+    from earlystop_core.formats.names import rename
+
+    # Runs spelling a metric differently (a folder of Lightning runs, some logging train_loss, some
+    # train_loss_epoch): each run renamed by its own mapping (directories of logs: small banks).
+    runs = bank.curves()
+    groups_of = which.ravel().tolist()
+    return Bank.from_curves(
+        {run: rename({run: runs[run]}, mappings[group])[run] for run, group in zip(runs, groups_of, strict=True)}
+    )
 
 
 def _curves(args: argparse.Namespace) -> Any:
@@ -493,21 +509,25 @@ def _curves(args: argparse.Namespace) -> Any:
     curves = load_any(sample_curves_path() if args.path in (None, SAMPLE) else args.path)
     if not curves:
         raise ValueError(_EMPTY.format(path=args.path))
-    mapping = _names(args, dict.fromkeys(name for curve in curves.values() for name in curve))
-    return rename(curves, mapping) if mapping else curves
+    mappings = _names(args, [list(curve) for curve in curves.values()])
+    pairs = zip(curves.items(), mappings, strict=True)
+    return {run: rename({run: curve}, mapping)[run] for (run, curve), mapping in pairs}
 
 
-def _names(args: argparse.Namespace, logged: Iterable[str]) -> dict[str, str]:
-    """The renaming ``--names`` asks for; for ``auto``, the spellings recognised, said on standard error."""
+def _names(args: argparse.Namespace, logged: Sequence[Iterable[str]]) -> list[dict[str, str]]:
+    """The renaming ``--names`` asks for, for each group of runs logging the metrics ``logged[i]``; for ``auto``,
+    the spellings each group's runs use (a run lacking ``loss`` may log ``train_loss``, another
+    ``train_loss_epoch``), said on standard error."""
     from earlystop_core.formats.names import parse_names, recognise
 
     if args.names != "auto":
-        return parse_names(args.names)
-    mapping = recognise(logged, keep={args.monitor, args.target})
-    if mapping:
-        said = ", ".join(f"{source} as {target}" for source, target in mapping.items())
+        return [parse_names(args.names)] * len(logged)
+    mappings = [recognise(names, keep={args.monitor, args.target}) for names in logged]
+    read = dict.fromkeys(pair for mapping in mappings for pair in mapping.items())
+    if read:
+        said = ", ".join(f"{source} as {target}" for source, target in read)
         print(f"earlystop: reading {said} (--names to choose, --names none to keep the logged names)", file=sys.stderr)
-    return mapping
+    return mappings
 
 
 def _run(curves: Mapping[str, Any], run_id: str | None, path: str | None) -> str:

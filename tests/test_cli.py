@@ -482,3 +482,26 @@ def test_a_keras_csvlogger_with_another_separator_replays(
         status, out, err = run(capsys, "replay", str(path), "--strategy", "patience=2", "--json")
         (row,) = json.loads(out)
         assert status == 0 and row["runs"] == 1 and math.isfinite(row["regret"]), err
+
+
+def test_runs_spelling_a_metric_differently_are_each_read_by_their_own_spelling(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder of Lightning runs, one logging train_loss, another train_loss_step and train_loss_epoch: each
+    run's training loss is read as loss, so the recommended policy replays both."""
+    folder = tmp_path / "lightning_logs"
+    for version, names in enumerate((["train_loss"], ["train_loss_step", "train_loss_epoch"])):
+        rows = ["epoch,step," + ",".join([*names, "val_loss", "val_acc"])]
+        for t in range(30):
+            val_loss = 1 / (1 + 0.2 * t) + 0.01 * t
+            rows.append(
+                f"{t},{t}," + ",".join([f"{0.8 * val_loss}"] * len(names) + [f"{val_loss}", f"{1 - val_loss / 3}"])
+            )
+        (folder / f"version_{version}").mkdir(parents=True)
+        (folder / f"version_{version}" / "metrics.csv").write_text("\n".join(rows) + "\n")
+    status, out, err = run(capsys, "replay", str(folder), "--strategy", "recommended", "--json")
+    assert status == 0, err
+    assert [row["runs"] for row in json.loads(out)] == [2]
+    assert "train_loss_epoch as loss, train_loss as loss" in err
+    status, out, err = run(capsys, "demo", str(folder), "--run", "version_0", "--strategy", "recommended", "--quiet")
+    assert status == 0, err
