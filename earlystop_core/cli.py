@@ -263,10 +263,14 @@ def _rows(bank: Any, specs: Sequence[str], args: argparse.Namespace, what: str, 
                 rows.append(_row(spec, evaluation))
             progress.step()
     if not rows:
-        raise ValueError(
-            f"none of the {what} applies to these logs (each one left out above says why); name the monitored "
-            "metric's direction with --mode min or --mode max if it is that, or pick strategies with --strategy"
-        )
+        from earlystop_core.modes import resolve_mode
+
+        try:
+            resolve_mode(args.mode, args.monitor)
+            hint = "pick strategies with --strategy"
+        except ValueError:  # the cause: a name that says nothing of its direction
+            hint = f"give the direction of {args.monitor!r} with --mode min or --mode max"
+        raise ValueError(f"none of the {what} applies to these logs (each one left out above says why); {hint}")
     return rows
 
 

@@ -505,3 +505,15 @@ def test_runs_spelling_a_metric_differently_are_each_read_by_their_own_spelling(
     assert "train_loss_epoch as loss, train_loss as loss" in err
     status, out, err = run(capsys, "demo", str(folder), "--run", "version_0", "--strategy", "recommended", "--quiet")
     assert status == 0, err
+
+
+def test_when_no_strategy_applies_the_hint_fits_the_cause(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    value = tmp_path / "value.csv"
+    value.write_text("run,epoch,value\na,0,1\na,1,0.5\n")
+    status, _, err = run(capsys, "replay", str(value), "--monitor", "value")
+    assert status == 2 and "give the direction of 'value' with --mode min or --mode max" in err
+    diverged = tmp_path / "diverged.csv"
+    diverged.write_text("run,epoch,loss,val_loss\n" + "".join(f"a,{t},nan,nan\n" for t in range(5)))
+    status, _, err = run(capsys, "replay", str(diverged))
+    assert status == 2 and "pick strategies with --strategy" in err and "--mode" not in err.splitlines()[-1]
+    assert "'val_loss' has no finite value in 5 epoch(s)" in err
