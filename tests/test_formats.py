@@ -484,3 +484,13 @@ def test_a_bad_ray_result_is_a_format_error_naming_where(tmp_path: Path, results
     ray_trial(tmp_path / "trial_a", results)
     with pytest.raises(FormatError, match=message):
         load_any(tmp_path)
+
+
+def test_a_json_lines_metric_logged_twice_in_an_epoch_is_read_last_with_a_warning(tmp_path: Path) -> None:
+    """Lines of one epoch merge (training and validation logged apart); the same metric twice is a conflict,
+    most often a training resumed from an earlier epoch: the later value is read, and said."""
+    lines = ['{"epoch": 0, "loss": 1.0}', '{"epoch": 0, "val_loss": 0.9}', '{"epoch": 1, "val_loss": 0.9}',
+             '{"epoch": 1, "val_loss": 0.1}', '{"epoch": 1, "val_loss": 0.2}']  # fmt: skip
+    path = write(tmp_path / "log.jsonl", "\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match=r"log.jsonl:4: 'val_loss' logged again at epoch 1 \(2 value\(s\)"):
+        assert load_any(path) == {"log": {"loss": [1.0, None], "val_loss": [0.9, 0.2]}}

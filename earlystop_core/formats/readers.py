@@ -390,6 +390,8 @@ def _jsonl(path: Path, text: str, default_run: str) -> Curves:
     runs: dict[str, dict[int, dict[str, float]]] = {}
     names: dict[str, list[str]] = {}
     keyed: bool | None = None
+    first: tuple[int, str, int, str] | None = None  # where a metric is first logged twice in one epoch
+    again = 0
     for number, line, item in json_lines(path, text.splitlines()):
         if not isinstance(item, dict):
             raise FormatError(path, number, 1, f"expected an object {{...}}, got {type(item).__name__}")
@@ -418,7 +420,17 @@ def _jsonl(path: Path, text: str, default_run: str) -> Curves:
             if name not in known:
                 known.append(name)
             if parsed is not None:
+                if name in logged:
+                    again += 1
+                    first = first or (number, run, epoch, name)
                 logged[name] = parsed
+    if first is not None:
+        number, run, epoch, name = first
+        warnings.warn(
+            f"{path}:{number}: {name!r} logged again at epoch {epoch}{f' of run {run!r}' if keyed else ''} ({again} "
+            "value(s) logged again in all): the last of each epoch is read (a training resumed from an earlier epoch?)",
+            stacklevel=4,
+        )
     for run, epochs in runs.items():  # every run checked before any is filled
         # What the file holds for the run, counted after merging: its epochs and their non-null values (so
         # neither repeated lines nor null keys can vouch for more epochs).
