@@ -310,6 +310,8 @@ def _evaluate(bank: Any, spec: str, args: argparse.Namespace, required: bool = T
             reason = "it could not be replayed"
         except (KeyError, ValueError, TypeError, ArithmeticError) as error:
             reason = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+            if args.target == args.monitor:  # the target is the monitored metric: say it as that
+                reason = reason.replace(f"no target metric {args.target!r} in the curve", f"no {args.target!r} logged")
             if not reasons:
                 fix = _fix(error, args)
         reasons.setdefault(reason, []).append(repr(bank.runs[index]))
