@@ -528,11 +528,16 @@ def _names(args: argparse.Namespace, logged: Sequence[Iterable[str]]) -> list[di
 
     if args.names != "auto":
         return [parse_names(args.names)] * len(logged)
-    mappings = [recognise(names, keep={args.monitor, args.target}) for names in logged]
+    named = {args.monitor: "--monitor", args.target: "--target"}
+    mappings = [recognise(names, keep=named) for names in logged]
     read = dict.fromkeys(pair for mapping in mappings for pair in mapping.items())
     if read:
         said = ", ".join(f"{source} as {target}" for source, target in read)
         print(f"earlystop: reading {said} (--names to choose, --names none to keep the logged names)", file=sys.stderr)
+    kept = dict.fromkeys(pair for names in logged for pair in recognise(names).items() if pair[0] in named)
+    for source, target in kept:  # named by the user as logged: the built-in strategies will not find it
+        print(f"earlystop: {source} kept as named by {named[source]}; the built-in strategies read {target}: "
+              f"{named[source]} {target} reads {source} as that", file=sys.stderr)  # fmt: skip
     return mappings
 
 

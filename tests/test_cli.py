@@ -517,3 +517,18 @@ def test_when_no_strategy_applies_the_hint_fits_the_cause(tmp_path: Path, capsys
     status, _, err = run(capsys, "replay", str(diverged))
     assert status == 2 and "pick strategies with --strategy" in err and "--mode" not in err.splitlines()[-1]
     assert "'val_loss' has no finite value in 5 epoch(s)" in err
+
+
+def test_a_metric_named_as_logged_is_kept_and_the_name_the_strategies_read_is_suggested(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(f'{{"epoch": {t}, "loss": 0.5, "eval_loss": {1 / (1 + t)}, "eval_accuracy": 0.5}}\n'
+                            for t in range(20)))  # fmt: skip
+    status, _, err = run(capsys, "replay", str(path), "--target", "eval_accuracy", "--strategy", "patience=3")
+    assert status == 0, err
+    assert "reading eval_loss as val_loss" in err
+    assert (
+        "eval_accuracy kept as named by --target; the built-in strategies read val_accuracy: --target val_accuracy"
+        in err
+    )
