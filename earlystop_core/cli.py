@@ -635,6 +635,8 @@ def _learn(bank: Any, args: argparse.Namespace) -> dict[str, Any]:
     curves = bank.curves()
     runs = _runs_file(args)
     options: dict[str, Any] = {"best_from_epoch": args.best_from_epoch} if args.best_from_epoch else {}
+    if any(curve.get(args.monitor) and None in curve[args.monitor] for curve in curves.values()):
+        options["on_missing"] = "skip"  # validated every few epochs: the policy is asked at the checks alone
     keep = _keep_best_by(args, curves)
     if keep is not None:
         options["keep_best_by"] = keep

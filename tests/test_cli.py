@@ -532,3 +532,30 @@ def test_a_metric_named_as_logged_is_kept_and_the_name_the_strategies_read_is_su
         "eval_accuracy kept as named by --target; the built-in strategies read val_accuracy: --target val_accuracy"
         in err
     )
+
+
+def test_tune_learns_a_policy_from_runs_validated_every_other_epoch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The policy is asked at the validation checks alone while fitted, as when it runs (it keeps on_missing)."""
+    import random
+
+    from earlystop_core import LearnedPolicy
+
+    rng = random.Random(0)
+    rows = ["run,epoch,loss,val_loss,val_accuracy"]
+    for index in range(16):
+        rate, upturn = rng.uniform(0.1, 0.4), rng.uniform(0.0, 0.01)
+        for t in range(60):
+            val_loss = 0.3 + 1 / (1 + rate * t) + upturn * max(0, t - 15) + rng.gauss(0, 0.01)
+            validated = t % 2 == 1
+            cells = [f"{val_loss}", f"{1 - val_loss / 3}"] if validated else ["", ""]
+            rows.append(f"r{index},{t},{0.8 / (1 + rate * t)}," + ",".join(cells))
+    (tmp_path / "bank.csv").write_text("\n".join(rows) + "\n")
+    policy = tmp_path / "policy.json"
+    status, out, err = run(capsys, "tune", str(tmp_path / "bank.csv"), "--learn", str(policy), "--json")
+    assert status == 0, err
+    assert LearnedPolicy.load(policy).monitor["on_missing"] == "skip" and "learned policy saved to" in err
+    status, out, err = run(capsys, "replay", str(tmp_path / "bank.csv"), "--strategy", f"policy={str(policy)!r}",
+                           "--json")  # fmt: skip
+    assert status == 0 and [row["runs"] for row in json.loads(out)] == [16], err

@@ -74,7 +74,9 @@ DEFAULT_MAX_WAITS = (20, 30, 40, 60)
 #: Logit cut-offs tried: stop when the model's logit is below one of these.
 CUTS = tuple(float(x) for x in np.linspace(-8.0, 8.0, 321))
 #: Monitor settings a recording may not change (they would change what the rule is asked, or when).
-_FORBIDDEN = ("rule", "patience", "restore_best_weights", "plateau", "start_from_epoch", "on_missing")
+#: ``on_missing="skip"`` may be set: the rule is then asked at the validation checks alone, as it is when the
+#: fitted policy (which keeps the setting) runs on logs validated every few epochs.
+_FORBIDDEN = ("rule", "patience", "restore_best_weights", "plateau", "start_from_epoch")
 
 
 @dataclasses.dataclass(frozen=True)
