@@ -227,6 +227,7 @@ def _replay(args: argparse.Namespace) -> int:
     bank = _bank(args)
     _check_monitor(args, bank.metrics)
     _resolve_target(args, _logged(bank))
+    _check_target(args, bank.metrics)
     specs = args.strategy or [spec for spec in COMPARISON if f"keep_best_by={args.monitor}" not in spec]
     rows = _rows(bank, specs, args, "strategies", required=bool(args.strategy))
     if args.json:
@@ -319,7 +320,7 @@ def _evaluate(bank: Any, spec: str, args: argparse.Namespace, required: bool = T
         f"run{'s' if len(runs) > 1 else ''} {', '.join(runs)}: {reason}" for reason, runs in reasons.items()
     )
     if len(skipped) > SKIPS_EXPLAINED:
-        said += f" (and {len(skipped) - SKIPS_EXPLAINED} more)"
+        said += f"; and {len(skipped) - SKIPS_EXPLAINED} more runs"
     if len(evaluation):
         print(f"earlystop: {spec}: {len(skipped)} of {len(bank)} runs skipped; {said}", file=sys.stderr)
         return evaluation
@@ -344,6 +345,19 @@ def _fix(error: Exception, args: argparse.Namespace) -> str:
     if "logarithms" in text:
         return "the strategy takes logarithms of a metric that goes negative: choose another --strategy"
     return "check the strategy against the metrics logged"
+
+
+def _check_target(args: argparse.Namespace, metrics: Sequence[str]) -> None:
+    """Refuse a ``--target`` no run logs, naming the logged metric most likely meant."""
+    if args.target in metrics:
+        return
+    from earlystop_core.errors import closest
+
+    close = closest(args.target, metrics)
+    raise ValueError(
+        f"no metric {args.target!r} in the logs to judge the kept epoch by; logged: {', '.join(metrics)}. Name "
+        f"another with --target{f' (--target {close})' if close else ''}, or --target auto"
+    )
 
 
 def _check_monitor(args: argparse.Namespace, metrics: Sequence[str]) -> None:
@@ -596,6 +610,7 @@ def _tune(args: argparse.Namespace) -> int:
     bank = _bank(args)
     _check_monitor(args, bank.metrics)
     _resolve_target(args, _logged(bank))
+    _check_target(args, bank.metrics)
     specs = _candidates(bank, args.monitor)
     rows = _rows(bank, specs, args, "candidates", required=False)
     if args.learn:
@@ -731,6 +746,7 @@ def _plot(args: argparse.Namespace) -> int:
     curve = curves[args.run_id]
     _check_monitor(args, list(curve))
     _resolve_target(args, list(curve))
+    _check_target(args, list(curve))
 
     def replayed(spec: str) -> tuple[dict[str, Any], Any]:
         strategy = _strategy(spec, args, logged=args.monitor in curve)
@@ -853,8 +869,7 @@ def _demo(args: argparse.Namespace) -> int:
     curve = curves[run]
     _check_monitor(args, list(curve))
     _resolve_target(args, list(curve))
-    if args.target not in curve:
-        raise KeyError(f"no metric {args.target!r} in the curves; metrics: {', '.join(curve)}")
+    _check_target(args, list(curve))
     strategy = _strategy(args.strategy, args, logged=args.monitor in curve)
     monitor = Monitor(**strategy)
     total = len(curve[args.target])

@@ -133,7 +133,10 @@ def test_a_strategy_no_run_can_replay_is_an_error_naming_the_fix(
     assert "recommended: none of the 3 runs can be replayed (the strategy reads 'loss', which these logs lack" in err
     assert "runs '0', '1', '2': metric 'loss' is not in the logs" in err and "Error" not in err
     status, out, err = run(capsys, "replay", str(path), "--strategy", "patience=5", "--target", "test_acc")
-    assert status == 2 and "the logs have no such metric: name another with --target" in err
+    assert status == 2 and "no metric 'test_acc' in the logs to judge the kept epoch by" in err
+    assert "Name another with --target (--target test_accuracy)" in err
+    status, _, err = run(capsys, "replay", str(path), "--target", "test_acc")  # the built-in comparison: the same
+    assert status == 2 and "(--target test_accuracy)" in err and "left out" not in err
     status, out, err = run(capsys, "replay", str(path), "--strategy", "patience=5", "--monitor", "eval_loss")
     assert status == 2 and "no metric 'eval_loss' in the logs" in err and "(--monitor val_loss)" in err
 
