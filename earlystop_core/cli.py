@@ -448,6 +448,14 @@ def _strategy(spec: str, args: argparse.Namespace, logged: bool = False) -> dict
     ``logged``: every run logs the monitored metric, so an epoch without it was not validated and is skipped
     (``on_missing="skip"``, unless the spec says otherwise).
     """
+    if "=" not in spec and spec not in PRESETS:
+        import difflib
+
+        close = difflib.get_close_matches(spec, PRESETS, n=1)
+        raise ValueError(
+            f"unknown strategy {spec!r}{f' (did you mean {close[0]!r}?)' if close else ''}: name a preset "
+            f"({', '.join(PRESETS)}) or give Monitor settings, key=value,... (patience=10,min_delta=0.001)"
+        )
     strategy: dict[str, Any] = {"monitor": args.monitor, "mode": args.mode, "restore_best_weights": True}
     if logged:
         strategy["on_missing"] = "skip"

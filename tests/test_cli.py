@@ -61,7 +61,13 @@ def test_replay_equals_the_scalar_monitor_loop(capsys: pytest.CaptureFixture[str
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("patience", "is not key=value"), ("patience=-1", "'patience' must be >= 0"), ("rule=open('x')", "not a rule")],
+    [
+        ("patience", "unknown strategy 'patience': name a preset (recommended, warmup, combo) or give Monitor settings"),
+        ("recomended", "unknown strategy 'recomended' (did you mean 'recommended'?)"),
+        ("pateince=10", "'pateince' is not a Monitor setting. Did you mean 'patience'?"),
+        ("patience=-1", "'patience' must be >= 0"),
+        ("rule=open('x')", "not a rule"),
+    ],
 )
 def test_bad_strategies_are_clear_errors(capsys: pytest.CaptureFixture[str], spec: str, message: str) -> None:
     status, _, err = run(capsys, "replay", "--strategy", spec)

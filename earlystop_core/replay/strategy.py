@@ -11,9 +11,12 @@ are accepted.
 from __future__ import annotations
 
 import ast
+import difflib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
+from earlystop_core.monitor import Monitor
 from earlystop_core.policy.learned import recommended_policy
 from earlystop_core.rules.adaptive import DynamicPatience, RelativePatience
 from earlystop_core.rules.auto_patience import AutoPatience
@@ -34,6 +37,10 @@ RULES: dict[str, Callable[..., Rule]] = {
 }
 
 
+#: The settings a strategy may give: `Monitor`'s keyword arguments.
+_SETTINGS = tuple(inspect.signature(Monitor).parameters)
+
+
 def parse_strategy(spec: str) -> dict[str, Any]:
     """Monitor keyword arguments from a spec string.
 
@@ -46,6 +53,10 @@ def parse_strategy(spec: str) -> dict[str, Any]:
         Traceback (most recent call last):
         ...
         ValueError: strategy 'patience': 'patience' is not key=value (e.g. patience=10)
+        >>> parse_strategy("pateince=10")
+        Traceback (most recent call last):
+        ...
+        ValueError: strategy 'pateince=10': 'pateince' is not a Monitor setting. Did you mean 'patience'?
     """
     arguments: dict[str, Any] = {}
     for item in _split_top_level(spec):
@@ -55,6 +66,10 @@ def parse_strategy(spec: str) -> dict[str, Any]:
             raise ValueError(f"strategy {spec!r}: {item.strip()!r} is not key=value (e.g. patience=10)")
         if key in arguments:
             raise ValueError(f"strategy {spec!r}: {key!r} is given twice")
+        if key not in _SETTINGS:
+            close = difflib.get_close_matches(key, _SETTINGS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else f" The settings: {', '.join(_SETTINGS)}."
+            raise ValueError(f"strategy {spec!r}: {key!r} is not a Monitor setting.{hint}")
         arguments[key] = parse_rule(text) if key == "rule" else _literal(text)
     if not arguments:
         raise ValueError("an empty strategy: give Monitor arguments, e.g. patience=10")
