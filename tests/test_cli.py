@@ -62,7 +62,7 @@ def test_replay_equals_the_scalar_monitor_loop(capsys: pytest.CaptureFixture[str
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("patience", "unknown strategy 'patience': name a preset (recommended, warmup, combo) or give Monitor settings"),
+        ("patience", "unknown strategy 'patience': name a preset (recommended, warmup, combo) or give Monitor"),
         ("recomended", "unknown strategy 'recomended' (did you mean 'recommended'?)"),
         ("pateince=10", "'pateince' is not a Monitor setting. Did you mean 'patience'?"),
         ("patience=-1", "'patience' must be >= 0"),

@@ -73,6 +73,37 @@ def test_arrays_equal_the_list_reader(tmp_path_factory: pytest.TempPathFactory, 
     same_bank(as_bank(small), as_bank(whole))
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"run,epoch,loss\n\n",  # a first chunk of blank lines only
+        b"run,epoch,loss\n" + b"\n" * 10 + b"a,0,1\na,1,2\n",
+        b"run,epoch,loss\n",  # a header alone: no run, no metric
+        b"run,epoch,loss\n\xef\xbb\xbfa,0,1\n",  # a stray byte order mark opening a row (pyarrow drops it)
+        b"run,epoch,loss\na,0,1\n\xef\xbb\xbfb,0,1\n",
+        b"run,epoch,loss\na,0x0,1\na,0X1,2\n",  # epochs in hexadecimal, which pyarrow reads
+        b"run,epoch,loss\na,0,nan(1)\na,1,-NaN(x_2)\n",  # NaN with a payload, as strtod writes it
+    ],
+)
+@pytest.mark.parametrize("chunk", [1, 6, 1 << 23])
+def test_the_edges_a_fuzzer_found_read_the_same_both_ways(tmp_path: Path, text: bytes, chunk: int) -> None:
+    """Found by a differential fuzzer (each failed before: a crash on a blank first chunk, metrics without runs,
+    a stray BOM dropped, tokens pyarrow reads and the list reader refused)."""
+    path = tmp_path / "bank.csv"
+    path.write_bytes(text)
+    arrays = read_arrays(path, chunk)
+    want = Bank.from_curves(load_curves(path))
+    got = Bank.load(path) if arrays is None else as_bank(arrays)
+    same_bank(got, want)
+
+
+def test_a_metric_twice_in_the_header_is_refused_naming_both_columns(tmp_path: Path) -> None:
+    path = tmp_path / "bank.csv"
+    path.write_text("run,epoch,loss,loss\na,0,1,2\na,1,3,4\n")
+    with pytest.raises(FormatError, match=r"bank.csv:1:4: column 'loss' again \(first in column 3\)"):
+        Bank.load(path)
+
+
 def as_bank(arrays: Arrays) -> Bank:
     present = {name: np.ones(len(arrays.runs), dtype=bool) for name in arrays.values}
     return Bank(arrays.runs, arrays.lengths, arrays.values, present, arrays.missing)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 import zlib
 from pathlib import Path
 
@@ -15,6 +16,12 @@ __all__ = ["MISSING", "is_long_csv", "load_curves"]
 
 #: How a cell says a metric was not logged: empty, or how loggers write an absent value (the CSV readers share it).
 MISSING = ("", "NA", "N/A", "null", "None")
+
+
+# What pyarrow's reader (the arrays path, `long_csv_arrays`) also reads, so that the two read the same files: an
+# epoch in hexadecimal, and a NaN with a payload, as C's strtod writes it.
+_HEX = re.compile(r"\s*0[xX][0-9a-fA-F]+\s*")
+_NAN_PAYLOAD = re.compile(r"\s*[+-]?nan\(\w*\)\s*", re.IGNORECASE | re.ASCII)
 
 
 def load_curves(path: str | Path) -> dict[str, Curve]:
@@ -51,6 +58,9 @@ def _read(path: Path) -> dict[str, Curve]:
         if header is None or header[:2] != ["run", "epoch"] or len(header) < 3:
             raise FormatError(path, 1, None, f"expected a header 'run,epoch,<metric>,...', got {header!r}")
         metrics = header[2:]
+        for column, name in enumerate(header[2:], start=3):
+            if name in header[: column - 1]:
+                raise FormatError(path, 1, column, f"column {name!r} again (first in column {header.index(name) + 1})")
         for row in reader:
             if not row:  # a blank line (a file ending in two newlines): skipped, as pandas and pyarrow skip it
                 continue
@@ -85,7 +95,7 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 def _parse_epoch(path: Path, line: int, cell: str) -> int:
     try:
-        epoch = int(cell)
+        epoch = int(cell, 16) if _HEX.fullmatch(cell) else int(cell)
     except ValueError:
         raise FormatError(path, line, 2, f"epoch must be an integer, got {cell!r}") from None
     if epoch < 0:
@@ -97,7 +107,7 @@ def _parse_value(path: Path, line: int, column: int, cell: str) -> float | None:
     if cell in MISSING:
         return None
     try:
-        return float(cell)
+        return float(cell.partition("(")[0] if _NAN_PAYLOAD.fullmatch(cell) else cell)
     except ValueError:
         raise FormatError(path, line, column, f"expected a number, got {cell!r}") from None
 

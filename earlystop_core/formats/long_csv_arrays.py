@@ -250,7 +250,8 @@ class _Turns:
 
 def _parser(header: list[str]) -> Callable[[memoryview], Chunk | None]:
     """A chunk of whole lines to its rows, with each column's type fixed, parsed on the calling thread; None if
-    an epoch is missing.
+    an epoch is missing, or the chunk opens with a byte order mark (a stray one, the file's own is read with its
+    header: pyarrow would drop it where the list reader keeps it in the run id).
 
     Parsed first without quotes, a few percent faster: a run id in quotes is unquoted after, and a chunk that
     reads otherwise than with quotes (a quote elsewhere, a comma or doubled quote inside quotes) fails to
@@ -267,6 +268,8 @@ def _parser(header: list[str]) -> Callable[[memoryview], Chunk | None]:
     pool = pa.system_memory_pool()  # malloc's: what a chunk's table frees, the arrays reuse (pyarrow's pool keeps it)
 
     def parse(lines: memoryview) -> Chunk | None:
+        if lines[:3] == _BOM:  # pyarrow drops a byte order mark opening its buffer; the list reader keeps it there
+            return None
         text = pa.py_buffer(lines)
         try:
             with contextlib.suppress(pa.ArrowInvalid):
@@ -284,6 +287,7 @@ def _parser(header: list[str]) -> Callable[[memoryview], Chunk | None]:
     return parse
 
 
+_BOM = b"\xef\xbb\xbf"
 #: `_chunk`'s answer for a run id with a quote left in it once unquoted (this very object).
 _QUOTED = Chunk([], np.empty(0, dtype=np.int64), {}, {})
 

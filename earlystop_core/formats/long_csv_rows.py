@@ -88,6 +88,8 @@ class Rows:
         """
         codes = self._codes(chunk)
         start, end = self.count, self.count + len(codes)
+        if not len(codes):  # blank lines only: nothing to place, nor to tell the layout by
+            return Place(start, _Flat(self.metrics, 0), codes)
         if self.layout is None:
             self.layout = _first_layout(codes, self.metrics, expected)
         if isinstance(self.layout, _Cells):
@@ -112,6 +114,8 @@ class Rows:
     def arrays(self) -> Arrays | None:
         """The rows as ``(runs, epochs)`` arrays; None if a run's epochs are not 0, 1, 2, ... in file order."""
         runs = tuple(self.ids)
+        if not runs:  # a header and no rows: no metric logged, as the list reader has it
+            return Arrays(runs, np.zeros(0, dtype=np.int64), {}, {})
         if isinstance(self.layout, _Cells):
             return self.layout.arrays(runs, self.count)
         layout = self.layout if self.layout is not None else _Flat(self.metrics, 0)
