@@ -7,7 +7,9 @@ import gzip
 import io
 import re
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from earlystop_core.curves import Curve
 from earlystop_core.errors import FormatError
@@ -46,8 +48,30 @@ def load_curves(path: str | Path) -> dict[str, Curve]:
         return _read(path)
     except UnicodeDecodeError:
         raise FormatError(path, None, None, "not UTF-8 text") from None
+    except _UnreadableError as error:
+        raise FormatError(path, error.line, None, f"unreadable CSV ({error.args[0]})") from None
     except (csv.Error, EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise FormatError(path, None, None, f"unreadable ({type(error).__name__}: {error})") from None
+
+
+class _UnreadableError(Exception):
+    """A CSV syntax error (a field over the csv module's size limit, say), with the line it was met on."""
+
+    def __init__(self, error: csv.Error, line: int) -> None:
+        super().__init__(str(error))
+        self.line = line
+
+
+def _rows(reader: Any) -> Iterator[list[str]]:
+    """The rows, a CSV syntax error naming its line."""
+    while True:
+        try:
+            row: list[str] = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise _UnreadableError(error, reader.line_num) from None
+        yield row
 
 
 def _read(path: Path) -> dict[str, Curve]:
@@ -61,7 +85,7 @@ def _read(path: Path) -> dict[str, Curve]:
         for column, name in enumerate(header[2:], start=3):
             if name in header[: column - 1]:
                 raise FormatError(path, 1, column, f"column {name!r} again (first in column {header.index(name) + 1})")
-        for row in reader:
+        for row in _rows(reader):
             if not row:  # a blank line (a file ending in two newlines): skipped, as pandas and pyarrow skip it
                 continue
             line = reader.line_num
