@@ -83,7 +83,7 @@ def _note(
     line: str | None = None,
 ) -> None:
     """A warning on standard error: earlystop's own as one line of the command's, any other as Python shows it."""
-    if category is UserWarning and "earlystop_core" in Path(filename).parts:
+    if category in (UserWarning, RuntimeWarning) and "earlystop_core" in Path(filename).parts:
         print(f"earlystop: note: {message}", file=sys.stderr)
     else:
         (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
@@ -158,7 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", formatter_class=formatter, help="stream a recorded learning curve through a Monitor"
     )
-    demo.add_argument("path", nargs="?", help="curves (any supported format), or 'sample': the bundled sample")
+    demo.add_argument(
+        "path", nargs="?", default=SAMPLE, help="curves (any supported format), or 'sample': the bundled sample"
+    )
     demo.add_argument("--run", default=None, dest="run_id", help="run id to stream (default: the first run)")
     demo.add_argument("--monitor", default="val_loss", help="the validation metric the Monitor watches")
     demo.add_argument("--mode", default="auto", choices=["auto", "min", "max"], help="which way it improves")
@@ -479,8 +481,8 @@ def _row(spec: str, evaluation: Any) -> dict[str, Any]:
 def _table(rows: list[dict[str, Any]], target: str, bank: Any) -> str:
     width = max(len("strategy"), *(len(row["strategy"]) for row in rows))
     lines = [
-        f"{len(bank)} runs; regret and gain in {target} units (positive regret = worse than the best "
-        "validation epoch; positive gain = better than training to the end)",
+        f"{len(bank)} run{'s' * (len(bank) != 1)}; regret and gain in {target} units (positive regret = worse than "
+        "the best validation epoch; positive gain = better than training to the end)",
         f"{'strategy':<{width}}  {'runs':>5}  {'epochs':>7}  {'saved':>6}  {'target':>12}  {'regret':>8}  {'gain':>8}",
     ]
     for row in rows:
@@ -594,11 +596,12 @@ def _candidates(bank: Any, monitor: str) -> list[str]:
 
 
 def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows no other row beats on both epochs saved (higher) and regret (lower).
+    """The rows no other row beats on both epochs saved (higher) and regret (lower); of rows with the same two
+    figures, the first (the candidates come simplest first).
 
     Examples:
         >>> rows = [{"epochs_saved": 0.4, "regret": 0.01}, {"epochs_saved": 0.3, "regret": 0.02},
-        ...         {"epochs_saved": 0.2, "regret": 0.0}]
+        ...         {"epochs_saved": 0.2, "regret": 0.0}, {"epochs_saved": 0.2, "regret": 0.0}]
         >>> [r["epochs_saved"] for r in pareto_front(rows)]
         [0.4, 0.2]
     """
@@ -611,7 +614,10 @@ def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             for other in rows
         )
 
-    return sorted((row for row in rows if not beaten(row)), key=lambda row: -row["epochs_saved"])
+    first: dict[tuple[float, float], dict[str, Any]] = {}  # the first row of each pair of figures
+    for row in rows:
+        first.setdefault((row["epochs_saved"], row["regret"]), row)
+    return sorted((row for row in first.values() if not beaten(row)), key=lambda row: -row["epochs_saved"])
 
 
 def _tune(args: argparse.Namespace) -> int:
