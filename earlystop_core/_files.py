@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -26,6 +27,8 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], o
         ('{}\\n', ['policy.json'])
     """
     target = Path(path)
+    if not target.parent.is_dir():  # said of the folder, not of the temporary file mkstemp would name
+        raise FileNotFoundError(errno.ENOENT, f"no folder {str(target.parent)!r} to write {target.name!r} in")
     fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         # mkstemp makes the file private (0600); keep the old file's mode, or the usual 0644.

@@ -14,6 +14,7 @@ a cycle; the CLI is the top layer (see ``tests/test_architecture.py``).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import sys
@@ -69,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result: int = args.run(args)
     except (ValueError, KeyError, TypeError, OSError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        if isinstance(error, OSError) and error.strerror:  # no Errno, the file named: 'x.csv: No such file ...'
+            message = f"{error.filename}: {error.strerror}" if error.filename else error.strerror
         print(f"earlystop: error: {message}", file=sys.stderr)
         return 2
     return result
@@ -620,7 +623,15 @@ def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted((row for row in first.values() if not beaten(row)), key=lambda row: -row["epochs_saved"])
 
 
+def _check_output(path: str | None, flag: str) -> None:
+    """Refuse a file to write into a folder that is not there, before any work (a fit can take minutes)."""
+    if path is not None and not Path(path).resolve().parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"{flag} {path}: no folder {str(Path(path).parent)!r} to write it in")
+
+
 def _tune(args: argparse.Namespace) -> int:
+    _check_output(args.learn, "--learn")
+    _check_output(args.plot, "--plot")
     bank = _bank(args)
     _check_monitor(args, bank.metrics)
     _resolve_target(args, _logged(bank))
@@ -753,6 +764,7 @@ def _plot_front(rows: list[dict[str, Any]], front: list[dict[str, Any]], pick: d
 
 
 def _plot(args: argparse.Namespace) -> int:
+    _check_output(args.output, "-o")
     from earlystop_core.replay.scalar import replay_run
 
     curves = _curves(args)

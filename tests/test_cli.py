@@ -568,3 +568,19 @@ def test_tune_learns_a_policy_from_runs_validated_every_other_epoch(
     status, out, err = run(capsys, "replay", str(tmp_path / "bank.csv"), "--strategy", f"policy={str(policy)!r}",
                            "--json")  # fmt: skip
     assert status == 0 and [row["runs"] for row in json.loads(out)] == [16], err
+
+
+def test_files_are_named_in_errors_and_a_missing_output_folder_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, err = run(capsys, "replay", str(tmp_path / "nope.csv"))
+    assert status == 2 and err.strip() == f"earlystop: error: {tmp_path / 'nope.csv'}: No such file or directory"
+    missing = tmp_path / "no" / "p.json"
+    status, _, err = run(capsys, "tune", "sample", "--learn", str(missing))
+    assert status == 2 and f"--learn {missing}: no folder" in err and ".tmp" not in err
+    status, _, err = run(capsys, "plot", "sample", "--run", "0", "-o", str(tmp_path / "no" / "x.png"))
+    assert status == 2 and "-o " in err and "no folder" in err
+    from earlystop_core._files import write_atomically
+
+    with pytest.raises(FileNotFoundError, match=r"no folder .* to write 'p\.json' in"):
+        write_atomically(missing, lambda file: file.write(b"{}"))
