@@ -300,9 +300,9 @@ def _evaluate(bank: Any, spec: str, args: argparse.Namespace, required: bool = T
         evaluation = evaluate(bank, strategy, on_error="skip", **options)
     except (ValueError, TypeError, KeyError) as error:  # the strategy itself does not apply (a policy's settings)
         if required:
-            raise
-        reason = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"earlystop: {spec}: left out, it does not apply here: {reason}", file=sys.stderr)
+            raise ValueError(_said_for_the_command_line(error)) from None
+        print(f"earlystop: {spec}: left out, it does not apply here: {_said_for_the_command_line(error)}",
+              file=sys.stderr)  # fmt: skip
         return None
     if len(evaluation) == len(bank):
         return evaluation
@@ -333,6 +333,25 @@ def _evaluate(bank: Any, spec: str, args: argparse.Namespace, required: bool = T
         raise ValueError(f"{spec}: none of the {len(bank)} runs can be replayed ({fix}); {said}")
     print(f"earlystop: {spec}: left out, it does not fit these logs ({fix}); {said}", file=sys.stderr)
     return None
+
+
+def _said_for_the_command_line(error: Exception) -> str:
+    """An error of the Monitor's settings in the command line's words: a learned policy's settings are flags here.
+
+    Examples:
+        >>> said = _said_for_the_command_line(ValueError("the policy was fitted with monitor='val_loss', but "
+        ...     "monitor='value' was given; drop monitor= (the policy's threshold was tuned under its own settings) "
+        ...     "or fit a policy with it"))
+        >>> said.endswith("was given; `earlystop tune PATH --learn policy.json` fits one with these settings (then "
+        ...               "--strategy policy=policy.json)"), "drop" in said
+        (True, False)
+    """
+    text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+    head, found, _ = text.partition("; drop ")
+    if found and "(the policy's threshold was tuned under its own settings)" in text:
+        return (f"{head}; `earlystop tune PATH --learn policy.json` fits one with these settings (then --strategy "
+                "policy=policy.json)")  # fmt: skip
+    return text
 
 
 def _fix(error: Exception, args: argparse.Namespace) -> str:

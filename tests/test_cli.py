@@ -281,6 +281,7 @@ def test_comparisons_fit_the_monitored_metric(capsys: pytest.CaptureFixture[str]
     strategies = [row["strategy"] for row in json.loads(out)]
     assert status == 0 and "patience=10" in strategies and "patience=20,keep_best_by=val_accuracy" not in strategies
     assert "recommended: left out, it does not apply here: the policy was fitted with monitor='val_loss'" in err
+    assert "`earlystop tune PATH --learn policy.json` fits one with these settings" in err and "drop" not in err
     status, out, err = run(capsys, "tune", "--monitor", "val_accuracy", "--json")
     assert status == 0 and json.loads(out)["front"] and "keep_best_by" not in err
 
