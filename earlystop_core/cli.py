@@ -123,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
         "--runs",
         metavar="CSV",
         help="with --learn: runs.csv whose 'problem' column groups the runs for cross-validation "
-        "(default: runs.csv beside PATH, if there; else each run is its own group)",
+        "(default: runs.csv beside PATH, if there, the sample's own for the sample; else each run is its own group)",
     )
     tune.add_argument(
         "--keep-best-by",
@@ -740,6 +740,8 @@ def _runs_file(args: argparse.Namespace) -> Path | None:
         if not Path(args.runs).is_file():
             raise FileNotFoundError(f"--runs {args.runs}: no such file")
         return Path(args.runs)
+    if args.path in (None, SAMPLE):  # the bundled sample's problems, beside it in the package
+        return sample_curves_path().parent / "sample_runs.csv"
     path = Path(args.path)
     beside = (path if path.is_dir() else path.parent) / "runs.csv"
     return beside if beside.is_file() else None

@@ -585,3 +585,10 @@ def test_files_are_named_in_errors_and_a_missing_output_folder_is_refused_before
 
     with pytest.raises(FileNotFoundError, match=r"no folder .* to write 'p\.json' in"):
         write_atomically(missing, lambda file: file.write(b"{}"))
+
+
+def test_tune_learn_on_the_sample_groups_its_runs_by_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, err = run(capsys, "tune", "sample", "--learn", str(tmp_path / "p.json"), "--json")
+    assert status == 0 and "folds of 10 group(s)" in err, err  # the sample's 10 problems, 12 runs each
