@@ -89,7 +89,8 @@ def load_optuna(path: str | os.PathLike[str]) -> dict[str, dict[str, list[float 
     if cut:
         warnings.warn(
             f"{path}: {sum(cut.values())} trial(s) left out as not complete ({left}): their reports end where they "
-            "were cut, with no epochs left to save",
+            "were cut, with no epochs left to save (to learn a stopping rule, record a sweep run without pruning: "
+            "optuna.pruners.NopPruner())",
             stacklevel=2,
         )
     return curves
