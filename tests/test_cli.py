@@ -289,7 +289,7 @@ def test_comparisons_fit_the_monitored_metric(capsys: pytest.CaptureFixture[str]
 def test_a_drawn_run_shows_what_was_decided() -> None:
     pytest.importorskip("matplotlib")
     from earlystop_core import Monitor
-    from earlystop_core.cli import draw_run
+    from earlystop_core.replay.drawing import draw_run
     from earlystop_core.replay.scalar import replay_run
 
     curve = {
@@ -316,7 +316,7 @@ def test_a_drawn_run_shows_what_was_decided() -> None:
 def test_a_run_validated_every_other_epoch_is_drawn_through_its_checks() -> None:
     pytest.importorskip("matplotlib")
     from earlystop_core import Monitor
-    from earlystop_core.cli import draw_run
+    from earlystop_core.replay.drawing import draw_run
     from earlystop_core.replay.scalar import replay_run
 
     every2 = [None if epoch % 2 == 0 else 1 / (1 + epoch) + 0.02 * epoch for epoch in range(20)]
