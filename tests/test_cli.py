@@ -592,3 +592,15 @@ def test_tune_learn_on_the_sample_groups_its_runs_by_problem(
 ) -> None:
     status, _, err = run(capsys, "tune", "sample", "--learn", str(tmp_path / "p.json"), "--json")
     assert status == 0 and "folds of 10 group(s)" in err, err  # the sample's 10 problems, 12 runs each
+
+
+def test_tune_plots_the_front_with_each_point_labelled(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    from earlystop_core.replay.drawing import draw_front
+
+    status, out, err = run(capsys, "tune", "sample", "--plot", str(tmp_path / "front.png"), "--json")
+    assert status == 0 and (tmp_path / "front.png").stat().st_size > 0 and "front plotted to" in err
+    front = json.loads(out)["front"]
+    (axes,) = draw_front(front, front, front[0]).axes
+    assert [text.get_text() for text in axes.texts] == [row["strategy"] for row in front]
+    assert axes.get_xlabel() == "epochs saved (%)" and axes.get_ylabel() == "regret (target units)"
