@@ -81,9 +81,9 @@ def draw_front(rows: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str, A
     )
     axes.plot([100 * r["epochs_saved"] for r in front], [r["regret"] for r in front], "o-", color="C0", label="front")
     axes.scatter([100 * pick["epochs_saved"]], [pick["regret"]], s=80, color="C3", zorder=3, label="recommended")
-    for row in front:
+    for index, row in enumerate(front):  # labels above and below by turns: neighbouring points' labels apart
         axes.annotate(row["strategy"], (100 * row["epochs_saved"], row["regret"]), fontsize=7,
-                      xytext=(4, 4), textcoords="offset points")  # fmt: skip
+                      xytext=(4, 4 if index % 2 == 0 else -10), textcoords="offset points")  # fmt: skip
     axes.set_xlabel("epochs saved (%)")
     axes.set_ylabel("regret (target units)")
     axes.set_title("Epochs saved against regret")
