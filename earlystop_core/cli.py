@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
         "tune", formatter_class=formatter, help="search strategies for the best trade-off of epochs saved and regret"
     )
     _bank_arguments(tune)
-    tune.add_argument("--max-regret", type=float, default=0.002, help="regret allowed, in the target's units")
+    tune.add_argument("--max-regret", type=_finite, default=0.002, help="regret allowed, in the target's units")
     tune.add_argument("--plot", metavar="PNG", help="draw the Pareto front (needs matplotlib)")
     tune.add_argument("--learn", metavar="JSON", help="also fit a stopping policy on these runs and save it")
     tune.add_argument(
@@ -186,6 +186,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _finite(text: str) -> float:
+    """A finite number (argparse's type for --max-regret: 'nan' would allow nothing and say so silently)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
     """``--help`` shows each option's default, where it has one."""
 
@@ -231,7 +239,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     bank = _bank(args)
     _check_monitor(args, bank.metrics)
-    _resolve_target(args, _logged(bank))
+    _resolve_target(args, _judging(bank, args.monitor))
     _check_target(args, bank.metrics)
     specs = args.strategy or [spec for spec in COMPARISON if f"keep_best_by={args.monitor}" not in spec]
     rows = _rows(bank, specs, args, "strategies", required=bool(args.strategy))
@@ -265,8 +273,16 @@ def _rows(bank: Any, specs: Sequence[str], args: argparse.Namespace, what: str, 
     with _Progress(len(specs), what) as progress:
         for spec in specs:
             evaluation = _evaluate(bank, spec, args, required)
-            if evaluation is not None:
-                rows.append(_row(spec, evaluation))
+            row = None if evaluation is None else _row(spec, evaluation, args.target)
+            if row is not None and math.isnan(row["regret"]):  # no run could be judged: no row of NaN
+                unjudged = f"no run has a finite {args.target} at its kept and best epochs"
+                fix = f"--target a metric logged at every epoch {args.monitor} is (validation data: --target auto)"
+                if required:
+                    raise ValueError(f"{spec}: {unjudged}: {fix}")
+                print(f"earlystop: {spec}: left out, {unjudged}", file=sys.stderr)
+                row = None
+            if row is not None:
+                rows.append(row)
             progress.step()
     if not rows:
         from earlystop_core.modes import resolve_mode
@@ -319,7 +335,7 @@ def _evaluate(bank: Any, spec: str, args: argparse.Namespace, required: bool = T
             if args.target == args.monitor:  # the target is the monitored metric: say it as that
                 reason = reason.replace(f"no target metric {args.target!r} in the curve", f"no {args.target!r} logged")
             if not reasons:
-                fix = _fix(error, args)
+                fix = _fix(error, args, bank.metrics)
         reasons.setdefault(reason, []).append(repr(bank.runs[index]))
     said = "; ".join(
         f"run{'s' if len(runs) > 1 else ''} {', '.join(runs)}: {reason}" for reason, runs in reasons.items()
@@ -354,7 +370,7 @@ def _said_for_the_command_line(error: Exception) -> str:
     return text
 
 
-def _fix(error: Exception, args: argparse.Namespace) -> str:
+def _fix(error: Exception, args: argparse.Namespace, logged: Sequence[str] = ()) -> str:
     """The flag that fixes a replay error, in a few words."""
     missing = getattr(error, "key", None)
     text = str(error)
@@ -362,6 +378,9 @@ def _fix(error: Exception, args: argparse.Namespace) -> str:
         return "the logs have no such metric: name the monitored one with --monitor"
     if f"target metric {args.target!r}" in text:
         return "the logs have no such metric: name another with --target"
+    if missing is not None and missing in logged:
+        return (f"the strategy reads {missing!r} at every epoch {args.monitor!r} is logged, and some of those lack it "
+                f"(logged less often): choose another --strategy, or --monitor a metric logged with it")  # fmt: skip
     if missing is not None:
         return f"the strategy reads {missing!r}, which these logs lack: choose another --strategy"
     if "has no finite value" in text:
@@ -407,8 +426,31 @@ def _check_monitor(args: argparse.Namespace, metrics: Sequence[str]) -> None:
 
 
 def _logged(bank: Any) -> list[str]:
-    """The metrics every run of the bank logs."""
-    return [name for name in bank.values if bool(bank.present[name].all())]
+    """The metrics every run of the bank logs at some epoch (a long CSV's column left blank for a run: not)."""
+    import numpy as np
+
+    within = np.arange(bank.max_epochs) < bank.lengths[:, None]
+    return [
+        name for name in bank.values if bool(bank.present[name].all())
+        and (name not in bank.missing or bool((~bank.missing[name][:, : bank.max_epochs] & within).any(axis=1).all()))
+    ]  # fmt: skip
+
+
+def _judging(bank: Any, monitor: str) -> list[str]:
+    """The metrics every run logs wherever it logs the monitored one (so at any epoch a rule can keep): those
+    ``--target auto`` may judge by (a test metric logged at the end alone, or every other check, may not)."""
+    logged = _logged(bank)
+    if monitor not in bank.missing:
+        return [name for name in logged if name not in bank.missing]
+    checks = ~bank.missing[monitor]
+    return [name for name in logged if name not in bank.missing or not (checks & bank.missing[name]).any()]
+
+
+def _judging_curve(curve: Mapping[str, Sequence[float | None]], monitor: str) -> list[str]:
+    """`_judging` for one run."""
+    checks = [value is not None for value in curve.get(monitor, ())]
+    return [name for name, values in curve.items()
+            if all(value is not None for value, check in zip(values, checks, strict=False) if check)]  # fmt: skip
 
 
 def choose_target(metrics: Sequence[str], monitor: str) -> tuple[str, bool]:
@@ -487,17 +529,31 @@ def _strategy(spec: str, args: argparse.Namespace, logged: bool = False) -> dict
     return strategy
 
 
-def _row(spec: str, evaluation: Any) -> dict[str, Any]:
+def _row(spec: str, evaluation: Any, target: str) -> dict[str, Any]:
+    """A table row: epochs over every run replayed; the target's figures over the runs with the target at both the
+    kept and the best epoch (a test metric logged at the end alone, a sparse one: left out of them, with a note)."""
+    import numpy as np
+
     summary = evaluation.summary if len(evaluation) else None
-    return {
+    nan = float("nan")
+    row = {
         "strategy": spec,
         "runs": len(evaluation),
-        "epochs": summary.epochs_run if summary else float("nan"),
-        "epochs_saved": summary.saved if summary else float("nan"),
-        "target": evaluation.mean_value if summary else float("nan"),
-        "regret": summary.regret if summary else float("nan"),
-        "gain": summary.gain if summary else float("nan"),
+        "epochs": summary.epochs_run if summary else nan,
+        "epochs_saved": summary.saved if summary else nan,
+        "target": nan,
+        "regret": nan,
+        "gain": nan,
     }
+    judged = np.isfinite(evaluation.regret) & np.isfinite(evaluation.value)  # gain: whatever the last epoch logged
+    if judged.any():
+        row.update(target=float(np.mean(evaluation.value[judged])), regret=float(np.mean(evaluation.regret[judged])),
+                   gain=float(np.mean(evaluation.gain[judged])))  # fmt: skip
+    if len(evaluation) and not judged.all():
+        print(f"earlystop: {spec}: {int((~judged).sum())} of {len(evaluation)} runs have no finite {target} at the "
+              "kept or the best epoch (not logged there, or NaN): left out of target, regret and gain",
+              file=sys.stderr)  # fmt: skip
+    return row
 
 
 def _table(rows: list[dict[str, Any]], target: str, bank: Any) -> str:
@@ -531,7 +587,7 @@ def _bank(args: argparse.Namespace) -> Any:
     from earlystop_core.replay.bank import Bank
 
     bank = Bank.load(sample_curves_path() if args.path in (None, SAMPLE) else args.path)
-    if not len(bank):
+    if not len(bank) or not bank.lengths.any():
         raise ValueError(_EMPTY.format(path=args.path))
     # The runs grouped by the metrics they log (one group for a long CSV): each group's names recognised once.
     import numpy as np
@@ -559,7 +615,7 @@ def _curves(args: argparse.Namespace) -> Any:
     from earlystop_core.formats.readers import load_any
 
     curves = load_any(sample_curves_path() if args.path in (None, SAMPLE) else args.path)
-    if not curves:
+    if not any(values for curve in curves.values() for values in curve.values()):
         raise ValueError(_EMPTY.format(path=args.path))
     mappings = _names(args, [list(curve) for curve in curves.values()])
     pairs = zip(curves.items(), mappings, strict=True)
@@ -653,7 +709,7 @@ def _tune(args: argparse.Namespace) -> int:
     _check_output(args.plot, "--plot")
     bank = _bank(args)
     _check_monitor(args, bank.metrics)
-    _resolve_target(args, _logged(bank))
+    _resolve_target(args, _judging(bank, args.monitor))
     _check_target(args, bank.metrics)
     specs = _candidates(bank, args.monitor)
     rows = _rows(bank, specs, args, "candidates", required=False)
@@ -734,7 +790,7 @@ def _learn(bank: Any, args: argparse.Namespace) -> dict[str, Any]:
         reference=args.monitor,
         reference_mode=args.mode,
     )
-    return _row(f"policy={args.learn!r}", evaluation)
+    return _row(f"policy={args.learn!r}", evaluation, args.target)
 
 
 def _runs_file(args: argparse.Namespace) -> Path | None:
@@ -774,7 +830,7 @@ def _plot(args: argparse.Namespace) -> int:
     args.run_id = _run(curves, args.run_id, args.path)
     curve = curves[args.run_id]
     _check_monitor(args, list(curve))
-    _resolve_target(args, list(curve))
+    _resolve_target(args, _judging_curve(curve, args.monitor))
     _check_target(args, list(curve))
 
     def replayed(spec: str) -> tuple[dict[str, Any], Any]:
@@ -837,7 +893,7 @@ def _demo(args: argparse.Namespace) -> int:
     run = _run(curves, run, args.path)
     curve = curves[run]
     _check_monitor(args, list(curve))
-    _resolve_target(args, list(curve))
+    _resolve_target(args, _judging_curve(curve, args.monitor))
     _check_target(args, list(curve))
     strategy = _strategy(args.strategy, args, logged=args.monitor in curve)
     monitor = Monitor(**strategy)

@@ -202,7 +202,7 @@ def test_comparison_rows_that_do_not_fit_the_logs_are_left_out_with_a_note(
 
 def test_json_output_is_strict_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lines = ["epoch,val_loss,score"] + [
-        f"{t},{1 / (1 + 0.1 * t) + 0.003 * t},{'nan' if t > 5 else 0.5}" for t in range(40)
+        f"{t},{1 / (1 + 0.1 * t) + 0.03 * t},{'inf' if t == 39 else 0.5}" for t in range(40)
     ]
     path = tmp_path / "log.csv"
     path.write_text("\n".join(lines) + "\n")
@@ -210,7 +210,7 @@ def test_json_output_is_strict_json(tmp_path: Path, capsys: pytest.CaptureFixtur
         capsys, "replay", str(path), "--strategy", "patience=3", "--target", "score", "--target-mode", "max", "--json"
     )
     (row,) = json.loads(out, parse_constant=lambda name: pytest.fail(f"not JSON: {name}"))
-    assert status == 0 and row["regret"] is None
+    assert status == 0 and row["regret"] == 0.0 and row["gain"] is None  # -inf: the last epoch's score is inf
 
 
 def test_sample_names_the_bundled_curves_for_every_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -604,3 +604,40 @@ def test_tune_plots_the_front_with_each_point_labelled(tmp_path: Path, capsys: p
     (axes,) = draw_front(front, front, front[0]).axes
     assert [text.get_text() for text in axes.texts] == [row["strategy"] for row in front]
     assert axes.get_xlabel() == "epochs saved (%)" and axes.get_ylabel() == "regret (target units)"
+
+
+def test_a_target_logged_less_often_than_the_monitored_metric_gives_no_row_of_nan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by a fuzzer of the command line: val_accuracy every other check, test_accuracy at the end alone."""
+    sparse = tmp_path / "sparse.csv"
+    sparse.write_text("epoch,val_loss,val_accuracy\n0,1.0,0.5\n1,0.5,\n2,0.6,0.7\n")
+    status, out, err = run(capsys, "replay", str(sparse), "--strategy", "patience=1", "--json")
+    assert status == 0 and "regret is measured on val_loss" in err, err  # auto: not the sparse val_accuracy
+    (row,) = json.loads(out)
+    assert row["regret"] == 0.0 and row["gain"] == pytest.approx(0.1)
+    status, _, err = run(capsys, "replay", str(sparse), "--strategy", "patience=1", "--target", "val_accuracy")
+    assert status == 2 and "no run has a finite val_accuracy at its kept and best epochs" in err
+    partial = tmp_path / "partial.csv"  # run b leaves test_accuracy blank throughout
+    partial.write_text("run,epoch,loss,val_loss,test_accuracy\na,0,1,1.0,0.5\na,1,1,0.5,0.6\na,2,1,0.6,0.7\n"
+                       "b,0,1,1.0,\nb,1,1,0.5,\nb,2,1,0.6,\n")  # fmt: skip
+    status, out, err = run(capsys, "replay", str(partial), "--strategy", "patience=1", "--json")
+    (row,) = json.loads(out)
+    assert status == 0 and "regret is measured on val_loss" in err and math.isfinite(row["regret"]), err
+    status, out, err = run(capsys, "replay", str(partial), "--strategy", "patience=1", "--target", "test_accuracy")
+    assert status == 0 and "1 of 2 runs have no finite test_accuracy at the kept or the best epoch" in err
+    assert "nan" not in out
+
+
+def test_fuzzed_command_lines_get_the_right_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sparse = tmp_path / "sa.csv"
+    sparse.write_text("epoch,loss,val_loss,val_accuracy\n0,1.0,1.0,0.5\n1,0.8,0.8,\n2,0.6,0.7,0.6\n3,0.5,0.75,\n")
+    status, _, err = run(capsys, "replay", str(sparse), "--strategy", "patience=1,keep_best_by=val_accuracy")
+    assert status == 2 and "and some of those lack it (logged less often)" in err and "these logs lack" not in err
+    header = tmp_path / "header.csv"
+    header.write_text("epoch,loss,val_loss\n")
+    status, _, err = run(capsys, "replay", str(header))
+    assert status == 2 and "no run with a logged epoch in it" in err
+    with pytest.raises(SystemExit) as exited:  # argparse's own refusal
+        main(["tune", str(sparse), "--max-regret", "nan"])
+    assert exited.value.code == 2 and "--max-regret: must be a finite number" in capsys.readouterr().err
