@@ -363,6 +363,7 @@ def _said_for_the_command_line(error: Exception) -> str:
         (True, False)
     """
     text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+    text = text.replace("Pass mode='min'", "Pass --mode min").replace("or mode='max'", "or --mode max")
     head, found, _ = text.partition("; drop ")
     if found and "(the policy's threshold was tuned under its own settings)" in text:
         return (f"{head}; `earlystop tune PATH --learn policy.json` fits one with these settings (then --strategy "
@@ -815,7 +816,8 @@ def _keep_best_by(args: argparse.Namespace, curves: Mapping[str, Mapping[str, An
         return ACCURACY if logged and args.monitor != ACCURACY else None
     missing = [run for run, curve in curves.items() if choice not in curve]
     if missing:
-        raise KeyError(f"--keep-best-by {choice}: run {missing[0]!r} does not log it (and {len(missing) - 1} more)")
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise KeyError(f"--keep-best-by {choice}: run {missing[0]!r} does not log it{more}")
     return str(choice)
 
 

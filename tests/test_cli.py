@@ -641,3 +641,20 @@ def test_fuzzed_command_lines_get_the_right_fix(tmp_path: Path, capsys: pytest.C
     with pytest.raises(SystemExit) as exited:  # argparse's own refusal
         main(["tune", str(sparse), "--max-regret", "nan"])
     assert exited.value.code == 2 and "--max-regret: must be a finite number" in capsys.readouterr().err
+
+
+def test_small_fixes_the_flag_fuzzer_asked_for(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    full = tmp_path / "full.csv"
+    full.write_text("epoch,loss,val_loss\n" + "".join(f"{t},{1 / (1 + t)},{1 / (1 + t)}\n" for t in range(10)))
+    status, _, err = run(capsys, "replay", str(full), "--monitor", "value", "--names", "loss=value",
+                         "--strategy", "patience=2")  # fmt: skip
+    assert status == 2 and "Pass --mode min if lower is better" in err and "mode='min'" not in err
+    status, _, err = run(capsys, "replay", str(full), "--names", "a=b=c")
+    assert status == 2 and "'a=b=c' is not LOGGED=NAME" in err
+    blank = tmp_path / "blank.csv"
+    blank.write_text("run,epoch,loss,val_loss\n" + "".join(f"a,{t},1,{1 / (1 + t)}\n" for t in range(30))
+                     + "".join(f"b,{t},1,\n" for t in range(30)))  # fmt: skip
+    status, _, err = run(capsys, "tune", str(blank), "--learn", str(tmp_path / "p.json"))
+    assert status == 2 and "run 'b': 'val_loss' has no finite value in 30 epoch(s)" in err
+    status, _, err = run(capsys, "tune", str(full), "--learn", str(tmp_path / "q.json"), "--keep-best-by", "acc")
+    assert status == 2 and "does not log it" in err and "0 more" not in err

@@ -64,7 +64,7 @@ def parse_names(text: str) -> dict[str, str]:
     mapping: dict[str, str] = {}
     for item in text.split(","):
         source, equals, target = (part.strip() for part in item.partition("="))
-        if not equals or not source or not target:
+        if not equals or not source or not target or "=" in target:
             raise ValueError(f"--names {text!r}: {item.strip()!r} is not LOGGED=NAME (e.g. eval_loss=val_loss)")
         if source in mapping or target in mapping.values():
             raise ValueError(f"--names {text!r}: {source!r} or {target!r} appears twice")

@@ -261,7 +261,13 @@ def record_runs(
             decision = mon.finish()
         end = decision.epoch
         end_kept = decision.best_epoch if decision.best_epoch is not None else end
-        oracle = best_epoch(curve[monitor], mon.config.mode)
+        try:
+            oracle = best_epoch(curve[monitor], mon.config.mode)
+        except ValueError:
+            raise ValueError(
+                f"run {run!r}: {monitor!r} has no finite value in {n} epoch(s) (NaN, infinite or not logged "
+                "throughout): no best epoch to learn from; leave the run out of the logs"
+            ) from None
         sign = 1.0 if goal == "max" else -1.0
         best_target = values[oracle]
         regret = np.array([sign * (best_target - values[k]) for k in kept], dtype=float)
