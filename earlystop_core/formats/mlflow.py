@@ -18,17 +18,16 @@ or moved to ``.trash``) are not read.
 from __future__ import annotations
 
 import os
-import sqlite3
 import warnings
 from pathlib import Path
 
 from earlystop_core.errors import FormatError
+from earlystop_core.formats.sqlite_tables import sqlite_tables
 from earlystop_core.formats.steps import by_epoch
 
 __all__ = ["is_mlflow_store", "load_mlflow"]
 
 Series = dict[str, list[tuple[int, float]]]
-_SQLITE = b"SQLite format 3\x00"
 _TABLES = {"experiments", "runs", "metrics"}
 
 
@@ -48,7 +47,7 @@ def is_mlflow_store(path: Path) -> bool:
         False
     """
     if path.is_file():
-        return _is_sqlite_store(path)
+        return sqlite_tables(path) >= _TABLES
     return path.is_dir() and (_is_run(path) or _is_experiment(path) or any(map(_is_experiment, _folders(path))))
 
 
@@ -153,18 +152,6 @@ def _stepless(root: Path, run: str, series: Series) -> Series:
         stacklevel=3,
     )
     return {key: list(enumerate(v for _, v in points)) if key in stepless else points for key, points in series.items()}
-
-
-def _is_sqlite_store(path: Path) -> bool:
-    try:
-        with open(path, "rb") as stream:
-            if stream.read(len(_SQLITE)) != _SQLITE:
-                return False
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
-            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except (OSError, sqlite3.Error):
-        return False
-    return tables >= _TABLES
 
 
 def _is_run(path: Path) -> bool:

@@ -12,18 +12,17 @@ are left out with a warning. Trials without any report are left out too.
 from __future__ import annotations
 
 import os
-import sqlite3
 import warnings
 from collections import Counter
 from pathlib import Path
 
 from earlystop_core.errors import FormatError
+from earlystop_core.formats.sqlite_tables import sqlite_tables
 
 __all__ = ["VALUE", "is_optuna_storage", "load_optuna"]
 
 #: The metric a trial's reported values are read as.
 VALUE = "value"
-_SQLITE = b"SQLite format 3\x00"
 
 
 def is_optuna_storage(path: Path) -> bool:
@@ -34,15 +33,7 @@ def is_optuna_storage(path: Path) -> bool:
         >>> is_optuna_storage(Path(tempfile.mkdtemp()) / "none.db")
         False
     """
-    try:
-        with open(path, "rb") as stream:
-            if stream.read(len(_SQLITE)) != _SQLITE:
-                return False
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
-            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except (OSError, sqlite3.Error):
-        return False
-    return {"studies", "trials", "trial_intermediate_values"} <= tables
+    return {"studies", "trials", "trial_intermediate_values"} <= sqlite_tables(path)
 
 
 def load_optuna(path: str | os.PathLike[str]) -> dict[str, dict[str, list[float | None]]]:
