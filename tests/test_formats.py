@@ -494,3 +494,13 @@ def test_a_json_lines_metric_logged_twice_in_an_epoch_is_read_last_with_a_warnin
     path = write(tmp_path / "log.jsonl", "\n".join(lines) + "\n")
     with pytest.warns(UserWarning, match=r"log.jsonl:4: 'val_loss' logged again at epoch 1 \(2 value\(s\)"):
         assert load_any(path) == {"log": {"loss": [1.0, None], "val_loss": [0.9, 0.2]}}
+
+
+def test_a_csv_syntax_error_names_its_line_in_either_reader(tmp_path: Path) -> None:
+    """A cell over the csv module's 128 KiB field limit: the long CSV's list reader and the Keras reader alike."""
+    long = write(tmp_path / "bank.csv", "run,epoch,loss\na,0,1\n" + "r" * 131073 + ",1,1\n")
+    with raises_at(f"{long}:3: ", re.escape("unreadable CSV (field larger than field limit (131072))")):
+        load_curves(long)
+    keras = write(tmp_path / "run.csv", "epoch,loss\n0,1\n1," + "1" * 131073 + "\n")
+    with raises_at(f"{keras}:3: ", re.escape("unreadable CSV (field larger than field limit (131072))")):
+        load_any(keras)

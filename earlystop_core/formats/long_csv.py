@@ -14,7 +14,7 @@ from typing import Any
 from earlystop_core.curves import Curve
 from earlystop_core.errors import FormatError
 
-__all__ = ["MISSING", "is_long_csv", "load_curves"]
+__all__ = ["MISSING", "csv_rows", "is_long_csv", "load_curves"]
 
 #: How a cell says a metric was not logged: empty, or how loggers write an absent value (the CSV readers share it).
 MISSING = ("", "NA", "N/A", "null", "None")
@@ -48,29 +48,19 @@ def load_curves(path: str | Path) -> dict[str, Curve]:
         return _read(path)
     except UnicodeDecodeError:
         raise FormatError(path, None, None, "not UTF-8 text") from None
-    except _UnreadableError as error:
-        raise FormatError(path, error.line, None, f"unreadable CSV ({error.args[0]})") from None
     except (csv.Error, EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise FormatError(path, None, None, f"unreadable ({type(error).__name__}: {error})") from None
 
 
-class _UnreadableError(Exception):
-    """A CSV syntax error (a field over the csv module's size limit, say), with the line it was met on."""
-
-    def __init__(self, error: csv.Error, line: int) -> None:
-        super().__init__(str(error))
-        self.line = line
-
-
-def _rows(reader: Any) -> Iterator[list[str]]:
-    """The rows, a CSV syntax error naming its line."""
+def csv_rows(path: Path, reader: Any) -> Iterator[list[str]]:
+    """A CSV reader's rows; a CSV syntax error (a field over the csv module's size limit, say) names its line."""
     while True:
         try:
             row: list[str] = next(reader)
         except StopIteration:
             return
         except csv.Error as error:
-            raise _UnreadableError(error, reader.line_num) from None
+            raise FormatError(path, reader.line_num, None, f"unreadable CSV ({error})") from None
         yield row
 
 
@@ -85,7 +75,7 @@ def _read(path: Path) -> dict[str, Curve]:
         for column, name in enumerate(header[2:], start=3):
             if name in header[: column - 1]:
                 raise FormatError(path, 1, column, f"column {name!r} again (first in column {header.index(name) + 1})")
-        for row in _rows(reader):
+        for row in csv_rows(path, reader):
             if not row:  # a blank line (a file ending in two newlines): skipped, as pandas and pyarrow skip it
                 continue
             line = reader.line_num

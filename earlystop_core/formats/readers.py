@@ -54,7 +54,7 @@ from earlystop_core.errors import FormatError
 from earlystop_core.formats.huggingface import TRAINER_STATE, is_trainer_state, trainer_state_from_text
 from earlystop_core.formats.huggingface import run_name as hf_run_name
 from earlystop_core.formats.json_lines import json_lines
-from earlystop_core.formats.long_csv import MISSING, load_curves
+from earlystop_core.formats.long_csv import MISSING, csv_rows, load_curves
 from earlystop_core.formats.mlflow import is_mlflow_store, load_mlflow
 from earlystop_core.formats.optuna import is_optuna_storage, load_optuna
 from earlystop_core.formats.ray import is_ray_results, load_ray
@@ -710,15 +710,7 @@ def _first_row(text: str) -> list[str]:
 
 def _rows(path: Path, reader: Any) -> Iterator[list[str]]:
     """The data rows, blank lines skipped; a CSV syntax error names its line."""
-    while True:
-        try:
-            row: list[str] = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            raise FormatError(path, reader.line_num, None, f"unreadable CSV ({error})") from None
-        if any(cell.strip() for cell in row):
-            yield row
+    return (row for row in csv_rows(path, reader) if any(cell.strip() for cell in row))
 
 
 def _check_width(path: Path, line: int, row: list[str], width: int) -> None:
