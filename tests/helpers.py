@@ -153,6 +153,17 @@ def fit_tiny_lightning_model(logger: Any, max_epochs: int, val_on_step: bool = F
         trainer.fit(Tiny(), loader, loader)
 
 
+def tiny_keras_regression(keras: Any, rows: int, learning_rate: float) -> tuple[Any, Any, Any]:
+    """A compiled one-layer Keras regression (seeded) and its data, ``(model, x, y)``: y is the sum of x's 4 columns."""
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(size=(rows, 4)).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss="mse")
+    return model, x, x.sum(axis=1, keepdims=True)
+
+
 def tiny_bert_config(transformers: Any) -> Any:
     """The config of a BERT small enough to train on a CPU in seconds, built without any download."""
     return transformers.BertConfig(

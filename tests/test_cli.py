@@ -14,6 +14,8 @@ from earlystop_core import __version__
 from earlystop_core.cli import PRESETS, main, pareto_front
 from earlystop_core.curves import sample_curves_path
 
+from helpers import tiny_keras_regression
+
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     status = main(list(argv))
@@ -475,14 +477,7 @@ def test_a_keras_csvlogger_with_another_separator_replays(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], separator: str, name: str
 ) -> None:
     keras = pytest.importorskip("keras")
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(128, 4)).astype("float32")
-    y = x.sum(axis=1, keepdims=True)
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    model, x, y = tiny_keras_regression(keras, rows=128, learning_rate=0.05)
     log = tmp_path / "logs" / name
     log.parent.mkdir()
     logger = keras.callbacks.CSVLogger(str(log), separator=separator)

@@ -27,7 +27,7 @@ from earlystop_core.replay.bank import Bank
 from earlystop_core.replay.engine import evaluate
 from earlystop_core.replay.scalar import replay
 
-from helpers import fit_tiny_lightning_model
+from helpers import fit_tiny_lightning_model, tiny_keras_regression
 
 NAN = math.nan
 
@@ -98,14 +98,7 @@ def test_a_keras_training_resumed_from_an_earlier_epoch_into_the_same_log_reads_
     """CSVLogger(append=True), training resumed from the checkpoint of epoch 4 after running to epoch 9: epochs 5
     to 9 are logged twice; the later rows are what the weights went on from, said in a warning."""
     keras = pytest.importorskip("keras")
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 4)).astype("float32")
-    y = x.sum(axis=1, keepdims=True)
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    model.compile(optimizer=keras.optimizers.SGD(0.02), loss="mse")
+    model, x, y = tiny_keras_regression(keras, rows=64, learning_rate=0.02)
     log = tmp_path / "training.log"
     first = model.fit(x, y, validation_split=0.25, epochs=10, verbose=0,
                       callbacks=[keras.callbacks.CSVLogger(str(log), append=True)])  # fmt: skip
